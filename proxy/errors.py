@@ -1,0 +1,50 @@
+"""Switchback's exceptions, one hierarchy, translated at the boundary.
+
+    SwitchbackError
+    ├── ConfigError              a config file or value is invalid (message names file, key, value)
+    ├── RolloutError             an illegal rollout transition, or a refused traffic change
+    └── UpstreamError            forwarding to a release failed (carries the release name)
+        ├── UpstreamUnavailable  the connection could not be opened: the app never saw the request
+        ├── UpstreamTimeout      the release did not answer within the configured time
+        └── UpstreamBroken       the release closed or broke the connection mid-exchange
+
+The listener turns UpstreamError into a JSON 502/504 naming the release; nothing below the
+listener formats a response, and no traceback reaches a client.
+"""
+
+from __future__ import annotations
+
+
+class SwitchbackError(Exception):
+    """Base of every error Switchback raises on purpose."""
+
+
+class ConfigError(SwitchbackError):
+    """Invalid configuration. ``str(err)`` is the full user-facing message."""
+
+
+class RolloutError(SwitchbackError):
+    """An illegal rollout event for the current state, or a refused traffic change."""
+
+
+class UpstreamError(SwitchbackError):
+    """Forwarding to ``release`` failed; ``kind`` is the metric label for the failure."""
+
+    kind = "error"
+
+    def __init__(self, release: str, reason: str) -> None:
+        super().__init__(f"{release}: {reason}")
+        self.release = release
+        self.reason = reason
+
+
+class UpstreamUnavailable(UpstreamError):
+    kind = "connect"
+
+
+class UpstreamTimeout(UpstreamError):
+    kind = "timeout"
+
+
+class UpstreamBroken(UpstreamError):
+    kind = "broken"
