@@ -1,0 +1,200 @@
+"""HTTP/1.1 wire helpers for the listener and the upstream client: pure functions over bytes.
+
+Header lists are ``[(name, value), ...]`` exactly as parsed (original case, original order).
+Hop-by-hop headers (RFC 9110 section 7.6.1: Connection and every header it names,
+Proxy-Connection, Keep-Alive, TE, Transfer-Encoding, Upgrade, plus Trailer and the
+Proxy-Authenticate/Proxy-Authorization pair that belong to a single hop) never cross the proxy;
+the framing of each side is the proxy's own business.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from http import HTTPStatus
+
+import orjson
+
+from proxy.pipeline import Exchange
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"transfer-encoding",
+        b"upgrade",
+        b"trailer",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+    }
+)
+
+_REASONS = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
+NO_BODY_STATUS = frozenset({204, 304})
+
+
+_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"upgrade"})
+
+
+def connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
+    """Lower-case tokens of every Connection header (the headers it names are hop-by-hop)."""
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            tokens.update(t.strip().lower() for t in value.split(b",") if t.strip())
+    return frozenset(tokens)
+
+
+def _drop_set(value: bytes, headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
+    """Hop-by-hop names given a Connection header's value (the common values cost nothing)."""
+    if value.lower() in _PLAIN_CONNECTION:
+        return HOP_BY_HOP
+    return HOP_BY_HOP | connection_tokens(headers)
+
+
+def end_to_end(
+    headers: Iterable[tuple[bytes, bytes]], extra_drop: frozenset[bytes] = frozenset()
+) -> list[tuple[bytes, bytes]]:
+    """The headers minus hop-by-hop ones (and any in ``extra_drop``, lower-case)."""
+    headers = list(headers)
+    drop = HOP_BY_HOP | connection_tokens(headers) | extra_drop
+    return [(n, v) for n, v in headers if n.lower() not in drop]
+
+
+def status_line(status: int, reason: bytes | None = None) -> bytes:
+    phrase = reason if reason else _REASONS.get(status, b"Unknown")
+    return b"HTTP/1.1 %d %s\r\n" % (status, phrase)
+
+
+def serialize_headers(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+    return b"".join(b"%s: %s\r\n" % (n, v) for n, v in headers)
+
+
+def chunk(data: bytes) -> bytes:
+    """One chunk of a chunked body (never the empty last chunk: callers send LAST_CHUNK)."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+def find_header(headers: Iterable[tuple[bytes, bytes]], lower_name: bytes) -> bytes | None:
+    for name, value in headers:
+        if name.lower() == lower_name:
+            return value
+    return None
+
+
+def error_response(
+    status: int, error: str, release: str | None, detail: str, *, close: bool
+) -> bytes:
+    """A complete JSON error response made by the proxy itself (502, 504, 400, 503)."""
+    body: dict[str, str] = {"error": error}
+    if release is not None:
+        body["release"] = release
+    body["detail"] = detail
+    payload = orjson.dumps(body)
+    head = [
+        (b"Content-Type", b"application/json"),
+        (b"Content-Length", str(len(payload)).encode()),
+        (b"Cache-Control", b"no-store"),
+    ]
+    if release is not None:
+        head.append((b"X-Switchback-Release", release.encode()))
+    if close:
+        head.append((b"Connection", b"close"))
+    return status_line(status) + serialize_headers(head) + b"\r\n" + payload
+
+
+def request_head(
+    ex: Exchange, peer: bytes, trust_forwarded: bool, chunked: bool, upgrade: bytes | None
+) -> bytes:
+    """The request head sent to a release: method and target exactly as received, the
+    end-to-end headers in their order, then X-Forwarded-For (appended), -Proto and -Host."""
+    headers = ex.headers
+    drop = HOP_BY_HOP
+    for name, value in headers:
+        if name.lower() == b"connection":
+            drop = _drop_set(value, headers)
+            break
+    out = [b"%s %s HTTP/1.1\r\n" % (ex.method.encode("ascii"), ex.target)]
+    xff: bytes | None = None
+    host: bytes | None = None
+    proto: bytes | None = None
+    fhost: bytes | None = None
+    for name, value in headers:
+        lname = name.lower()
+        if lname in drop:
+            continue
+        if lname[:12] == b"x-forwarded-":
+            if lname == b"x-forwarded-for":
+                xff = value if xff is None else xff + b", " + value
+                continue
+            if lname == b"x-forwarded-proto":
+                proto = value if trust_forwarded else proto
+                continue
+            if lname == b"x-forwarded-host":
+                fhost = value if trust_forwarded else fhost
+                continue
+        elif lname == b"host":
+            host = value
+        out.append(b"%s: %s\r\n" % (name, value))
+    out.append(b"X-Forwarded-For: %s\r\n" % (xff + b", " + peer if xff else peer))
+    out.append(b"X-Forwarded-Proto: %s\r\n" % (proto or b"http"))
+    if fhost or host:
+        out.append(b"X-Forwarded-Host: %s\r\n" % (fhost or host))
+    if upgrade is not None:
+        out.append(b"Connection: Upgrade\r\nUpgrade: %s\r\n" % upgrade)
+    if chunked:
+        out.append(b"Transfer-Encoding: chunked\r\n")
+    out.append(b"\r\n")
+    return b"".join(out)
+
+
+def response_head(
+    ex: Exchange, reason: bytes, served_by: bool, close: bool, is_head: bool, http10: bool
+) -> tuple[bytes, bool, bool]:
+    """The response head sent to the client: (head, body is chunked, connection must close).
+
+    The release's framing is kept where it can be (Content-Length stays); a body delimited
+    by chunks or by the release closing is sent chunked to HTTP/1.1 clients and delimited by
+    closing the connection to HTTP/1.0 clients."""
+    status = ex.status
+    headers = ex.response_headers
+    drop = HOP_BY_HOP
+    has_length = False
+    upgrade: bytes | None = None
+    for name, value in headers:
+        lname = name.lower()
+        if lname == b"connection":
+            drop = drop | _drop_set(value, headers)
+        elif lname == b"content-length":
+            has_length = True
+        elif lname == b"upgrade":
+            upgrade = value
+    out = [status_line(status, reason)]
+    for name, value in headers:
+        if name.lower() not in drop:
+            out.append(b"%s: %s\r\n" % (name, value))
+    for name, value in ex.add_headers:
+        out.append(b"%s: %s\r\n" % (name, value))
+    if served_by:
+        out.append(b"X-Served-By: %s\r\n" % ex.release.encode())
+    if status == 101:
+        out.append(b"Connection: Upgrade\r\nUpgrade: %s\r\n\r\n" % (upgrade or b"websocket"))
+        return b"".join(out), False, False
+    chunked = False
+    must_close = False
+    if not (is_head or status in NO_BODY_STATUS or status < 200 or has_length):
+        if http10:
+            must_close = True
+        else:
+            chunked = True
+            out.append(b"Transfer-Encoding: chunked\r\n")
+    if close or must_close:
+        out.append(b"Connection: close\r\n")
+    elif http10:
+        out.append(b"Connection: keep-alive\r\n")
+    out.append(b"\r\n")
+    return b"".join(out), chunked, must_close

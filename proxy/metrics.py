@@ -1,0 +1,98 @@
+"""Every Prometheus metric Switchback exposes, on a registry passed in (never the global one).
+
+Label cardinality is bounded: releases are two, status codes are few, ``kind`` and ``reason``
+come from fixed sets, deprecated elements come from config, and clients go through
+``proxy.labels.ClientLabels`` (known clients plus the first N seen, then ``other``).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+
+ROLLOUT_STATES = ("idle", "ramping", "paused", "awaiting_promotion", "rolled_back", "promoted")
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "switchback_requests",
+            "Responses sent to clients, by the release that served them and status code.",
+            ["release", "code"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "switchback_request_duration_seconds",
+            "Time from the request head to the end of the response, by release.",
+            ["release"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.upstream_errors = Counter(
+            "switchback_upstream_errors",
+            "Failures talking to a release: connect, timeout, broken (closed mid-exchange).",
+            ["release", "kind"],
+            registry=r,
+        )
+        self.weight = Gauge(
+            "switchback_traffic_weight",
+            "Percentage of clients assigned to each release.",
+            ["release"],
+            registry=r,
+        )
+        self.stable = Gauge(
+            "switchback_stable_release", "1 for the stable release, 0 for the other.",
+            ["release"], registry=r,
+        )  # fmt: skip
+        self.in_flight = Gauge(
+            "switchback_in_flight_requests", "Requests being served, by release.",
+            ["release"], registry=r,
+        )  # fmt: skip
+        self.tunnels = Gauge(
+            "switchback_websocket_tunnels", "Open WebSocket tunnels, by release.",
+            ["release"], registry=r,
+        )  # fmt: skip
+        self.rollout_state = Gauge(
+            "switchback_rollout_state",
+            "1 for the rollout's current state, 0 for the others.",
+            ["state"],
+            registry=r,
+        )
+        self.rollout_step = Gauge(
+            "switchback_rollout_step", "Index of the rollout step in force (-1: none).", registry=r
+        )
+        self.rollbacks = Counter(
+            "switchback_rollbacks", "Rollbacks, by reason (manual, error_rate, latency).",
+            ["reason"], registry=r,
+        )  # fmt: skip
+        self.reloads = Counter(
+            "switchback_config_reloads", "Config reloads that took effect.", registry=r
+        )
+        self.reload_failures = Counter(
+            "switchback_config_reload_failures",
+            "Config reloads refused (invalid file, or a refused change); the old config stays.",
+            registry=r,
+        )
+        self.deprecated = Counter(
+            "switchback_deprecated",
+            "Uses (client sent it) and exposures (client received it) of deprecated elements.",
+            ["element", "kind", "client"],
+            registry=r,
+        )
+        self.deprecated_last_seen = Gauge(
+            "switchback_deprecated_last_seen_timestamp_seconds",
+            "When a client last used or was exposed to a deprecated element.",
+            ["element", "client"],
+            registry=r,
+        )
+        self.inspection_skipped = Counter(
+            "switchback_inspection_skipped",
+            "Bodies not inspected for deprecated fields: not_json, too_large, malformed, encoding.",
+            ["reason"],
+            registry=r,
+        )
