@@ -17,17 +17,17 @@ class _Frozen(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
     pass
 
 
-class AdminConfig(_Frozen):
+class AdminConfig(_Frozen, frozen=True, forbid_unknown_fields=True, kw_only=True):
     listen: str = "127.0.0.1:9901"
     # Bearer token for non-GET admin endpoints. Empty/None: the admin listener binds loopback only.
     token: str | None = None
 
 
-class ReleaseConfig(_Frozen):
+class ReleaseConfig(_Frozen, frozen=True, forbid_unknown_fields=True, kw_only=True):
     url: str  # http://host:port, no path
 
 
-class TrafficConfig(_Frozen):
+class TrafficConfig(_Frozen, frozen=True, forbid_unknown_fields=True, kw_only=True):
     stable: str = "blue"
     weights: dict[str, float] = msgspec.field(default_factory=lambda: {"blue": 100.0, "green": 0.0})
     override_header: str | None = None  # e.g. "X-Release"; None disables overrides
@@ -35,25 +35,25 @@ class TrafficConfig(_Frozen):
     served_by_header: bool = True  # add "X-Served-By: blue|green" to responses
 
 
-class ClientsConfig(_Frozen):
+class ClientsConfig(_Frozen, frozen=True, forbid_unknown_fields=True, kw_only=True):
     id_header: str | None = "X-Client-Id"
     api_key_header: str | None = None  # e.g. "X-Api-Key": hashed, never stored in clear
     known: list[str] = msgspec.field(default_factory=list)  # always keep their own metric label
     max_tracked: int = 100  # further clients beyond known ones share the label "other"
 
 
-class UpstreamConfig(_Frozen):
+class UpstreamConfig(_Frozen, frozen=True, forbid_unknown_fields=True, kw_only=True):
     connect_timeout: float = 2.0
     response_timeout: float = 30.0  # until the response head arrives; then 504
     pool_size: int = 64  # idle keep-alive connections kept per release
 
 
-class ServerConfig(_Frozen):
+class ServerConfig(_Frozen, frozen=True, forbid_unknown_fields=True, kw_only=True):
     drain_timeout: float = 10.0  # SIGTERM: wait this long for in-flight requests
     xff_trusted: bool = False  # reserved: trust incoming X-Forwarded-* (not used for routing)
 
 
-class RolloutConfig(_Frozen):
+class RolloutConfig(_Frozen, frozen=True, forbid_unknown_fields=True, kw_only=True):
     steps: list[float] = msgspec.field(default_factory=lambda: [1.0, 5.0, 10.0, 25.0, 50.0, 100.0])
     step_seconds: float = 60.0  # time per step; one analysis window per step
     min_requests: int = 100  # candidate requests in a window before judging
@@ -65,7 +65,7 @@ class RolloutConfig(_Frozen):
     websocket_grace: float = 5.0  # rollback: close candidate WebSockets (1012) after this
 
 
-class DeprecationConfig(_Frozen, kw_only=True):
+class DeprecationConfig(_Frozen, frozen=True, kw_only=True):
     id: str
     # Exactly one of the four kinds below is set.
     field: str | None = None  # response field, JSON path: user.role, items[].role, meta.*.x
@@ -82,7 +82,7 @@ class DeprecationConfig(_Frozen, kw_only=True):
     replacement: str | None = None  # named in the optional Warning header
 
 
-class TelemetryConfig(_Frozen):
+class TelemetryConfig(_Frozen, frozen=True, forbid_unknown_fields=True, kw_only=True):
     max_body_bytes: int = 8 * 1024 * 1024  # JSON bodies above this are not inspected
     warning_header: bool = False  # Warning: 299 - "deprecated: user.role (use user.roles)"
     report_days: int = 30  # the report's window ("used in the last N days")
@@ -90,7 +90,7 @@ class TelemetryConfig(_Frozen):
     flush_seconds: float = 2.0  # ledger batch interval
 
 
-class Config(_Frozen, kw_only=True):
+class Config(_Frozen, frozen=True, kw_only=True):
     listen: str = "127.0.0.1:8080"
     admin: AdminConfig = msgspec.field(default_factory=AdminConfig)
     state_dir: str = "./state"
