@@ -47,9 +47,11 @@ class Context(Protocol):
     loop: asyncio.AbstractEventLoop
     pipeline: Pipeline
     pools: dict[str, UpstreamPool]
-    traffic: TrafficState
     settings: ListenerSettings
     tunnels: TunnelRegistry
+
+    @property
+    def traffic(self) -> TrafficState: ...
 
     def upstream_error(self, release: str, kind: str) -> None: ...
 

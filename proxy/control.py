@@ -1,0 +1,257 @@
+"""Traffic control: the split in force, the rollout, and their persistence.
+
+Every change (weights, rollback, promotion, a rollout step) builds a new ``TrafficState`` and
+swaps it in with one assignment, so the very next request sees it; the new state is written to
+the state directory (atomically, fsync'ed) before the call returns, so a restart never undoes a
+rollback. The rollout's decisions come from the pure ``proxy.rollout.apply``; this class only
+feeds it statistics and carries out what it decides.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import msgspec
+
+from proxy.config import initial_traffic
+from proxy.config_schema import Config
+from proxy.errors import RolloutError
+from proxy.metrics import ROLLOUT_STATES, Metrics
+from proxy.rollout import Rollout, Transition, apply
+from proxy.routing import TrafficState
+from proxy.state_store import PersistedState, load_state, save_state
+from proxy.window import Windows
+
+log = logging.getLogger("switchback.control")
+
+
+class TrafficControl:
+    def __init__(
+        self,
+        config: Config,
+        metrics: Metrics,
+        windows: Windows,
+        clock: Callable[[], float],
+        on_rollback: Callable[[str], None],
+    ) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.windows = windows
+        self.clock = clock  # the loop's monotonic clock, for the sliding windows
+        self.on_rollback = on_rollback  # called with the release taken out of service
+        self.traffic = initial_traffic(config)
+        self.rollout = Rollout.from_config(config.rollout, {})
+        self.source = "config"
+
+    # -- start-up and reload -------------------------------------------------------------------
+    def restore(self) -> None:
+        """Take weights, stable release and rollout from the state directory when present."""
+        saved = load_state(self.config.state_dir)
+        if saved is None:
+            self.persist()
+            return
+        releases = set(self.config.releases)
+        if {saved.stable, saved.candidate} != releases or set(saved.weights) != releases:
+            log.warning("state in %s names other releases; starting from config",
+                        self.config.state_dir)  # fmt: skip
+            self.persist()
+            return
+        base = initial_traffic(self.config)
+        self.traffic = msgspec.structs.replace(
+            base, stable=saved.stable, candidate=saved.candidate, weights=dict(saved.weights)
+        )
+        if saved.rollout is not None:
+            self.rollout = saved.rollout
+        self.source = "state"
+        log.info("restored traffic from %s: %s, rollout %s", self.config.state_dir,
+                 _fmt_weights(self.traffic.weights), self.rollout.state)  # fmt: skip
+        self.publish()
+
+    def reconfigure(self, config: Config) -> None:
+        """A reloaded config: pins and override header always follow the file; the split
+        follows it only when the file's traffic section changed."""
+        old = self.config
+        self.config = config
+        base = initial_traffic(config)
+        if config.traffic != old.traffic:
+            if self.rollout.state in ("ramping", "paused"):
+                raise RolloutError(
+                    f"{config.source}: traffic: the file changes the split while a rollout is "
+                    f"{self.rollout.state}; roll back or promote first"
+                )
+            self.traffic = base
+            self.source = "config"
+        else:
+            self.traffic = msgspec.structs.replace(
+                base,
+                stable=self.traffic.stable,
+                candidate=self.traffic.candidate,
+                weights=self.traffic.weights,
+            )
+        self.persist()
+
+    # -- admin actions -------------------------------------------------------------------------
+    def set_weights(self, weights: Mapping[str, float]) -> dict[str, Any]:
+        if self.rollout.state == "ramping":
+            raise RolloutError("a rollout is ramping: pause it or roll back before setting weights")
+        clean = check_weights(weights, self.traffic)
+        self._swap(self.traffic.with_weights(clean), "admin")
+        log.info("weights set to %s", _fmt_weights(clean))
+        return self.summary()
+
+    def rollback(self, reason: str = "manual") -> dict[str, Any]:
+        tr = apply(self.rollout, "rollback", time.time(), None, reason=reason)
+        self._carry_out(tr)
+        if self.traffic.weights.get(self.traffic.candidate, 0.0) != 0.0:
+            stable, candidate = self.traffic.stable, self.traffic.candidate
+            self._swap(self.traffic.with_weights({stable: 100.0, candidate: 0.0}), "admin")
+        return self.summary()
+
+    def promote(self) -> dict[str, Any]:
+        if self.traffic.weights.get(self.traffic.candidate, 0.0) <= 0.0:
+            raise RolloutError(
+                f"{self.traffic.candidate} carries no traffic: nothing to promote "
+                "(set weights or start a rollout first)"
+            )
+        self._carry_out(apply(self.rollout, "promote", time.time(), None))
+        return self.summary()
+
+    def start_rollout(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        fresh = Rollout.from_config(self.config.rollout, overrides)
+        if self.rollout.state not in ("idle", "rolled_back", "promoted"):
+            apply(self.rollout, "start", time.time(), None)  # raises the illegal-move error
+        self.windows.reset(self.traffic.candidate)
+        self._carry_out(apply(fresh, "start", time.time(), None))
+        return self.summary()
+
+    def pause(self) -> dict[str, Any]:
+        self._carry_out(apply(self.rollout, "pause", time.time(), None))
+        return self.summary()
+
+    def resume(self) -> dict[str, Any]:
+        self._carry_out(apply(self.rollout, "resume", time.time(), None))
+        return self.summary()
+
+    def tick(self) -> None:
+        """Called about once a second: lets the rollout judge the current window."""
+        if self.rollout.state != "ramping":
+            return
+        now_wall = time.time()
+        now = self.clock()
+        window = max(1.0, min(self.rollout.step_seconds, now_wall - self.rollout.step_started_at))
+        stats = (
+            self.windows.snapshot(self.traffic.candidate, now, window),
+            self.windows.snapshot(self.traffic.stable, now, window),
+        )
+        tr = apply(self.rollout, "tick", now_wall, stats)
+        if tr.rollout != self.rollout:
+            self._carry_out(tr)
+
+    # -- carrying out decisions ----------------------------------------------------------------
+    def _carry_out(self, tr: Transition) -> None:
+        traffic = self.traffic
+        self.rollout = tr.rollout
+        if tr.promote:
+            new_stable = traffic.candidate
+            traffic = msgspec.structs.replace(
+                traffic,
+                stable=new_stable,
+                candidate=traffic.stable,
+                weights={new_stable: 100.0, traffic.stable: 0.0},
+            )
+        elif tr.candidate_weight is not None:
+            w = float(tr.candidate_weight)
+            traffic = traffic.with_weights({traffic.candidate: w, traffic.stable: 100.0 - w})
+        if tr.log:
+            log.info("rollout: %s", tr.log)
+        if tr.rolled_back:
+            kind = _reason_kind(tr.reason)
+            self.metrics.rollbacks.labels(kind).inc()
+            self.on_rollback(self.traffic.candidate)
+        self._swap(traffic, "admin")
+
+    def _swap(self, traffic: TrafficState, source: str) -> None:
+        self.traffic = traffic
+        self.source = "state" if source == "admin" else source
+        self.persist()
+
+    def persist(self) -> None:
+        state = PersistedState(
+            version=1,
+            stable=self.traffic.stable,
+            candidate=self.traffic.candidate,
+            weights=dict(self.traffic.weights),
+            rollout=self.rollout,
+            saved_at=time.time(),
+        )
+        save_state(self.config.state_dir, state)
+        self.publish()
+
+    def publish(self) -> None:
+        m = self.metrics
+        for release, weight in self.traffic.weights.items():
+            m.weight.labels(release).set(weight)
+            m.stable.labels(release).set(1 if release == self.traffic.stable else 0)
+        for state in ROLLOUT_STATES:
+            m.rollout_state.labels(state).set(1 if state == self.rollout.state else 0)
+        active = self.rollout.state in ("ramping", "paused", "awaiting_promotion")
+        m.rollout_step.set(self.rollout.step_index if active else -1)
+
+    def summary(self) -> dict[str, Any]:
+        r = self.rollout
+        return {
+            "stable": self.traffic.stable,
+            "candidate": self.traffic.candidate,
+            "weights": dict(self.traffic.weights),
+            "source": self.source,
+            "rollout": {
+                "state": r.state,
+                "step": r.step_index,
+                "steps": list(r.steps),
+                "candidate_weight": self.traffic.weights.get(self.traffic.candidate, 0.0),
+                "step_seconds": r.step_seconds,
+                "reason": r.reason,
+            },
+        }
+
+
+def check_weights(weights: Mapping[str, Any], traffic: TrafficState) -> dict[str, float]:
+    """Validate an admin weight change; one release given means the other gets the rest."""
+    releases = (traffic.stable, traffic.candidate)
+    if not isinstance(weights, Mapping) or not weights:
+        raise RolloutError('weights: expected an object such as {"blue": 75, "green": 25}')
+    clean: dict[str, float] = {}
+    for name, value in weights.items():
+        if name not in releases:
+            raise RolloutError(f"weights.{name}: unknown release (known: {', '.join(releases)})")
+        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+            raise RolloutError(f"weights.{name}: {value!r} is not a number")
+        if not 0 <= value <= 100:
+            raise RolloutError(f"weights.{name}: {value} is not a percentage (0-100)")
+        if round(value, 2) != value:
+            raise RolloutError(f"weights.{name}: {value} has more than two decimals")
+        clean[name] = float(value)
+    if len(clean) == 1:
+        ((name, value),) = clean.items()
+        other = releases[1] if name == releases[0] else releases[0]
+        clean[other] = round(100.0 - value, 2)
+    if abs(sum(clean.values()) - 100.0) > 1e-6:
+        raise RolloutError(f"weights: {_fmt_weights(clean)} do not sum to 100")
+    return clean
+
+
+def _reason_kind(reason: str | None) -> str:
+    text = (reason or "").lower()
+    if "5xx" in text or "error" in text:
+        return "error_rate"
+    if "p99" in text or "latency" in text:
+        return "latency"
+    return "manual"
+
+
+def _fmt_weights(weights: Mapping[str, float]) -> str:
+    return ", ".join(f"{k} {v:g}%" for k, v in weights.items())

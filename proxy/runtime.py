@@ -1,0 +1,276 @@
+"""The running proxy: assembles the pipeline, owns the pools, listeners and background tasks.
+
+``Runtime`` is the listener's ``Context`` and the admin API's ``AdminRuntime``. Start-up order:
+config (already validated) -> state restored -> pools -> pipeline -> traffic listener -> admin
+listener -> background tasks -> ready. ``stop`` reverses it, draining in-flight requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from proxy.admin import make_admin_app
+from proxy.clients import ClientIdentifier
+from proxy.config import load_config
+from proxy.config_schema import Config
+from proxy.control import TrafficControl
+from proxy.errors import ConfigError
+from proxy.listener import Listener, ListenerSettings
+from proxy.metrics import Metrics
+from proxy.pipeline import Pipeline, Step
+from proxy.routing import TrafficState
+from proxy.steps import ChooseRelease, IdentifyClient, RecordExchange
+from proxy.telemetry import Telemetry
+from proxy.tunnel import TunnelRegistry
+from proxy.upstream import UpstreamPool
+from proxy.window import Windows
+
+log = logging.getLogger("switchback")
+
+
+def split_hostport(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def listener_settings(config: Config) -> ListenerSettings:
+    return ListenerSettings(
+        response_timeout=config.upstream.response_timeout,
+        inspect_cap=config.telemetry.max_body_bytes,
+        served_by=config.traffic.served_by_header,
+        trust_forwarded=config.server.xff_trusted,
+    )
+
+
+class Runtime:
+    def __init__(self, config: Config, metrics: Metrics | None = None) -> None:
+        self.config = config
+        self.loop = asyncio.get_running_loop()
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.registry = self.metrics.registry
+        self.started_at = time.time()
+        self.ready = False
+        self.tunnels = TunnelRegistry()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.windows = Windows()
+        self.control = TrafficControl(
+            config, self.metrics, self.windows, self.loop.time, self._close_tunnels_later
+        )
+        self.telemetry = Telemetry(config, self.metrics)
+        self.settings = listener_settings(config)
+        self.pools: dict[str, UpstreamPool] = {}
+        self.pipeline = Pipeline(())
+        self.listener = Listener(self)
+        self.admin_runner: web.AppRunner | None = None
+        self.admin_port = 0
+        self._reload_lock = asyncio.Lock()
+
+    # -- the listener's Context ------------------------------------------------------------------
+    @property
+    def traffic(self) -> TrafficState:
+        return self.control.traffic
+
+    def upstream_error(self, release: str, kind: str) -> None:
+        self.metrics.upstream_errors.labels(release, kind).inc()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = self.loop.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    # -- assembly --------------------------------------------------------------------------------
+    def build_pipeline(self) -> Pipeline:
+        """The request path, in order. A feature is one step here."""
+        steps: list[Step] = [
+            IdentifyClient(ClientIdentifier(self.config.clients)),
+            ChooseRelease(lambda: self.control.traffic),
+            *self.telemetry.steps(),
+            RecordExchange(self.metrics, self.windows, self.loop),
+        ]
+        return Pipeline(steps)
+
+    def _make_pool(self, name: str) -> UpstreamPool:
+        url = urlsplit(self.config.releases[name].url)
+        up = self.config.upstream
+        return UpstreamPool(
+            name, url.hostname or "127.0.0.1", url.port or 80, up.connect_timeout, up.pool_size
+        )
+
+    async def start(self) -> None:
+        cfg = self.config
+        self.control.restore()
+        self.pools = {name: self._make_pool(name) for name in cfg.releases}
+        for name in self.pools:
+            self.metrics.in_flight.labels(name).set_function(self._in_flight_of(name))
+            self.metrics.tunnels.labels(name).set_function(self._tunnels_of(name))
+        await self.telemetry.start(self.spawn)
+        self.pipeline = self.build_pipeline()
+        host, port = split_hostport(cfg.listen)
+        await self.listener.start(host, port)
+        self.admin_runner = web.AppRunner(make_admin_app(self), access_log=None)
+        await self.admin_runner.setup()
+        ahost, aport = split_hostport(cfg.admin.listen)
+        site = web.TCPSite(self.admin_runner, ahost, aport, reuse_address=True)
+        await site.start()
+        server = site._server  # noqa: SLF001 - aiohttp keeps the bound socket here
+        sockets = getattr(server, "sockets", None) or []
+        self.admin_port = int(sockets[0].getsockname()[1]) if sockets else aport
+        self.spawn(self._ticker())
+        # Objects alive after start-up live for the whole run: keep the cyclic collector
+        # from scanning them on every collection (p99 at one connection: ~9 ms -> ~1.4 ms).
+        gc.collect()
+        gc.freeze()
+        self.ready = True
+        log.info("switchback listening on %s:%d (admin %s:%d), %s", host, self.port, ahost,
+                 self.admin_port, _fmt(self.control.traffic))  # fmt: skip
+
+    @property
+    def port(self) -> int:
+        return self.listener.port
+
+    def _in_flight_of(self, name: str) -> Callable[[], float]:
+        return lambda: float(self.pools[name].in_flight) if name in self.pools else 0.0
+
+    def _tunnels_of(self, name: str) -> Callable[[], float]:
+        return lambda: float(self.tunnels.count(name))
+
+    async def stop(self) -> None:
+        self.ready = False
+        cut = await self.listener.drain(self.config.server.drain_timeout)
+        if cut:
+            log.warning("drain timeout: closed %d connection(s) with requests in flight", cut)
+        for pool in self.pools.values():
+            pool.close()
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.telemetry.close()
+        if self.admin_runner is not None:
+            await self.admin_runner.cleanup()
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            try:
+                self.control.tick()
+            except Exception:  # a bug in a tick must not stop the rollout loop
+                log.exception("rollout tick failed")
+
+    def _close_tunnels_later(self, release: str) -> None:
+        grace = self.config.rollout.websocket_grace
+        self.loop.call_later(grace, self.tunnels.close_release, release)
+
+    # -- reload ------------------------------------------------------------------------------------
+    async def reload(self) -> dict[str, Any]:
+        """Validate the config file again and switch to it, or keep the old one and raise."""
+        async with self._reload_lock:
+            try:
+                new = await asyncio.to_thread(load_config, self.config.source)
+                self._apply(new)
+            except ConfigError as exc:
+                self.metrics.reload_failures.inc()
+                log.error("config reload refused, keeping the old config: %s", exc)
+                raise
+            self.metrics.reloads.inc()
+            log.info("config reloaded from %s", new.source)
+            return {"reloaded": new.source, **self.control.summary()}
+
+    def _apply(self, new: Config) -> None:
+        old = self.config
+        problems = []
+        for key in ("listen", "state_dir"):
+            if getattr(new, key) != getattr(old, key):
+                problems.append(f"{new.source}: {key}: changing it needs a restart")
+        if new.admin.listen != old.admin.listen:
+            problems.append(f"{new.source}: admin.listen: changing it needs a restart")
+        if set(new.releases) != set(old.releases):
+            problems.append(f"{new.source}: releases: renaming releases needs a restart")
+        for name in set(new.releases) & set(old.releases):
+            if new.releases[name].url != old.releases[name].url:
+                weight = self.control.traffic.weights.get(name, 0.0)
+                busy = self.pools[name].in_flight
+                if weight > 0 or busy:
+                    problems.append(
+                        f"{new.source}: releases.{name}.url: {new.releases[name].url} refused: "
+                        f"{name} carries {weight:g}% of traffic and {busy} request(s) in "
+                        "flight; a release's URL may change only at 0% with nothing in flight"
+                    )
+        if problems:
+            raise ConfigError("\n".join(problems))
+        from proxy.errors import RolloutError
+
+        try:
+            self.control.reconfigure(new)
+        except RolloutError as exc:
+            raise ConfigError(str(exc)) from None
+        self.config = new
+        for name in new.releases:
+            if new.releases[name].url != old.releases[name].url or new.upstream != old.upstream:
+                old_pool = self.pools[name]
+                self.pools[name] = self._make_pool(name)
+                self.pools[name].in_flight = 0
+                old_pool.close()
+        self.settings = listener_settings(new)
+        self.telemetry.reconfigure(new)
+        self.pipeline = self.build_pipeline()
+
+    # -- the admin API's AdminRuntime --------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        now = self.loop.time()
+        window = self.control.rollout.step_seconds
+        releases = {}
+        for name, rel in self.config.releases.items():
+            stats = self.windows.snapshot(name, now, window)
+            releases[name] = {
+                "url": rel.url,
+                "weight": self.control.traffic.weights.get(name, 0.0),
+                "in_flight": self.pools[name].in_flight if name in self.pools else 0,
+                "websockets": self.tunnels.count(name),
+                "requests": stats.requests,
+                "rate_per_s": round(stats.rate_per_s, 3),
+                "error_rate": round(stats.error_rate, 5),
+                "p99_ms": None if stats.p99_ms is None else round(stats.p99_ms, 3),
+            }
+        return {
+            **self.control.summary(),
+            "releases": releases,
+            "window_seconds": window,
+            "client_id_header": self.config.clients.id_header,
+            "uptime_seconds": round(time.time() - self.started_at, 3),
+            "config_file": self.config.source,
+        }
+
+    def set_weights(self, weights: dict[str, float]) -> dict[str, Any]:
+        return self.control.set_weights(weights)
+
+    def rollback(self, reason: str) -> dict[str, Any]:
+        return self.control.rollback(reason or "manual")
+
+    def promote(self) -> dict[str, Any]:
+        return self.control.promote()
+
+    def start_rollout(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        return self.control.start_rollout(overrides)
+
+    def pause_rollout(self) -> dict[str, Any]:
+        return self.control.pause()
+
+    def resume_rollout(self) -> dict[str, Any]:
+        return self.control.resume()
+
+    def deprecation_report(self, days: int | None) -> dict[str, Any]:
+        return self.telemetry.report(days)
+
+
+def _fmt(traffic: TrafficState) -> str:
+    weights = ", ".join(f"{k} {v:g}%" for k, v in traffic.weights.items())
+    return f"stable {traffic.stable}, {weights}"

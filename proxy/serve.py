@@ -1,0 +1,95 @@
+"""``switchback run``: the process around the runtime.
+
+Signals: SIGTERM and SIGINT drain and exit 0; SIGHUP reloads the config. The config file is also
+watched (polled once a second, following symlinks, so a Kubernetes ConfigMap update, which swaps
+a symlink, is seen) and reloaded when it changes. A reload that fails keeps the old config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from proxy.config import load_config
+from proxy.config_schema import Config
+from proxy.errors import ConfigError
+from proxy.runtime import Runtime
+
+log = logging.getLogger("switchback")
+
+WATCH_SECONDS = 1.0
+
+
+def _fingerprint(path: str) -> tuple[float, int, int] | None:
+    try:
+        st = os.stat(path)  # follows symlinks: a swapped ConfigMap target shows up here
+    except OSError:
+        return None
+    return (st.st_mtime, st.st_ino, st.st_size)
+
+
+async def watch_config(runtime: Runtime) -> None:
+    path = runtime.config.source
+    last = _fingerprint(path)
+    while True:
+        await asyncio.sleep(WATCH_SECONDS)
+        now = _fingerprint(path)
+        if now is None or now == last:
+            continue
+        last = now
+        try:
+            await runtime.reload()
+        except ConfigError:
+            pass  # logged and counted by reload(); the old config stays
+
+
+async def serve(config: Config) -> int:
+    loop = asyncio.get_running_loop()
+    runtime = Runtime(config)
+    try:
+        await runtime.start()
+    except OSError as exc:
+        print(f"switchback: cannot start: {exc.strerror or exc}", file=sys.stderr)
+        await runtime.stop()
+        return 1
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    def on_hup() -> None:
+        async def reload() -> None:
+            try:
+                await runtime.reload()
+            except ConfigError:
+                pass  # logged and counted; the old config stays
+
+        runtime.spawn(reload())
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    runtime.spawn(watch_config(runtime))
+    await stop.wait()
+    log.info("stopping: draining in-flight requests (up to %g s)", config.server.drain_timeout)
+    await runtime.stop()
+    log.info("stopped")
+    return 0
+
+
+def run_main(path: str) -> int:
+    """Load, validate and serve ``path``; a bad file is refused before anything starts."""
+    logging.basicConfig(
+        level=os.environ.get("SWITCHBACK_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(f"switchback: {exc}", file=sys.stderr)
+        return 2
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; keep running without it
+        return asyncio.run(serve(config))
+    return uvloop.run(serve(config))

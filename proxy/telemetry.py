@@ -1,0 +1,198 @@
+"""Deprecation telemetry on the request path: detect, tell the client, count, remember.
+
+``Telemetry`` owns the compiled rules, the bounded client labels and the ledger; it contributes
+one pipeline step, ``DeprecationStep``, and answers the admin API's report.
+
+Cost discipline: a request that no rule can concern pays for two table look-ups. A request body
+is copied (never delayed) only when a request-field rule applies to its route; a response is held
+for inspection only when a response-field rule applies and it is JSON; a held body is not even
+parsed when none of the rules' key names occurs in its bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from prometheus_client.metrics import Counter, Gauge
+
+from proxy.bodyinspect import decoded_copy, is_json_content_type
+from proxy.config_schema import Config
+from proxy.depheaders import deprecation_headers
+from proxy.deprecations import Rule, RuleSet
+from proxy.labels import ClientLabels
+from proxy.ledger import Ledger
+from proxy.metrics import Metrics
+from proxy.pipeline import Exchange, Step
+from proxy.report import ElementInfo, build_report, report_to_json
+
+log = logging.getLogger("switchback.telemetry")
+
+Spawn = Callable[[Coroutine[Any, Any, None]], Any]
+
+
+class Telemetry:
+    def __init__(self, config: Config, metrics: Metrics) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.rules = RuleSet.compile(config.deprecations)
+        self.labels = ClientLabels(config.clients.known, config.clients.max_tracked)
+        self.ledger: Ledger | None = None
+        self._uses: dict[tuple[str, str, str], Counter] = {}
+        self._seen: dict[tuple[str, str], Gauge] = {}
+        self._skips: dict[str, Counter] = {}
+
+    async def start(self, spawn: Spawn) -> None:
+        os.makedirs(self.config.state_dir, exist_ok=True)
+        path = os.path.join(self.config.state_dir, "ledger.sqlite3")
+        self.ledger = Ledger(path, self.config.telemetry.retention_days)
+        self.ledger.register_elements((d.id for d in self.config.deprecations), time.time())
+        spawn(self.ledger.run(self.config.telemetry.flush_seconds))
+
+    async def close(self) -> None:
+        if self.ledger is not None:
+            await self.ledger.close()
+
+    def reconfigure(self, config: Config) -> None:
+        self.config = config
+        self.rules = RuleSet.compile(config.deprecations)
+        if self.ledger is not None:
+            self.ledger.register_elements((d.id for d in config.deprecations), time.time())
+
+    def steps(self) -> list[Step]:
+        return [DeprecationStep(self)] if self.config.deprecations else []
+
+    # -- counting (called by the step when an exchange is done) ----------------------------------
+    def count(self, rule: Rule, kind: str, client_id: str, now: float) -> None:
+        label = self.labels.label(client_id)
+        key = (rule.id, kind, label)
+        counter = self._uses.get(key)
+        if counter is None:
+            counter = self._uses[key] = self.metrics.deprecated.labels(rule.id, kind, label)
+        counter.inc()
+        seen_key = (rule.id, label)
+        gauge = self._seen.get(seen_key)
+        if gauge is None:
+            gauge = self._seen[seen_key] = self.metrics.deprecated_last_seen.labels(*seen_key)
+        gauge.set(now)
+        if self.ledger is not None:
+            self.ledger.record(rule.id, kind, client_id, now)
+
+    def skipped(self, reason: str) -> None:
+        counter = self._skips.get(reason)
+        if counter is None:
+            counter = self._skips[reason] = self.metrics.inspection_skipped.labels(reason)
+        counter.inc()
+
+    # -- the report ----------------------------------------------------------------------------------
+    def report(self, days: int | None) -> dict[str, Any]:
+        window = days if days is not None else self.config.telemetry.report_days
+        now = time.time()
+        elements = [ElementInfo.from_config(d) for d in self.config.deprecations]
+        if self.ledger is None:
+            return report_to_json(build_report(elements, [], {}, now, window), now, window)
+        usage = self.ledger.usage_since(now - window * 86400)
+        observed = self.ledger.observed_since(e.id for e in elements)
+        return report_to_json(build_report(elements, usage, observed, now, window), now, window)
+
+
+class DeprecationStep(Step):
+    name = "deprecations"
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self.t = telemetry
+        self.rules = telemetry.rules
+        self.cap = telemetry.config.telemetry.max_body_bytes
+        self.warning = telemetry.config.telemetry.warning_header
+
+    def request(self, ex: Exchange) -> None:
+        rules = self.rules
+        used = rules.match_request(ex.method, ex.path, ex.query)
+        if used:
+            ex.notes["dep_used"] = list(used)
+        body_rules = rules.request_field_rules(ex.method, ex.path)
+        if body_rules and is_json_content_type(ex.header(b"content-type")):
+            ex.notes["dep_req_rules"] = body_rules
+            ex.want_request_body = True
+
+    def request_body(self, ex: Exchange, body: bytes) -> None:
+        rules = ex.notes.get("dep_req_rules")
+        if not rules or not body:
+            return
+        decoded = decoded_copy(body, ex.header(b"content-encoding"), self.cap)
+        if isinstance(decoded, str):
+            self.t.skipped(decoded)
+            return
+        found = RuleSet.match_body(rules, decoded)
+        if found is None:
+            self.t.skipped("malformed")
+        elif found:
+            ex.notes.setdefault("dep_used", []).extend(found)
+
+    def response_head(self, ex: Exchange) -> None:
+        rules = self.rules.response_field_rules(ex.method, ex.path)
+        if not rules or ex.method == "HEAD" or ex.status in (204, 304):
+            return
+        if not is_json_content_type(ex.response_header(b"content-type")):
+            self.t.skipped("not_json")
+            return
+        ex.notes["dep_resp_rules"] = rules
+        ex.want_response_body = True
+
+    def response_body(self, ex: Exchange, body: bytes) -> None:
+        rules = ex.notes.get("dep_resp_rules")
+        if not rules or not body:
+            return
+        decoded = decoded_copy(body, ex.response_header(b"content-encoding"), self.cap)
+        if isinstance(decoded, str):
+            self.t.skipped(decoded)
+            return
+        found = RuleSet.match_body(rules, decoded)
+        if found is None:
+            self.t.skipped("malformed")
+        elif found:
+            ex.notes["dep_exposed"] = list(found)
+
+    def respond(self, ex: Exchange) -> None:
+        notes = ex.notes
+        if not notes:
+            return
+        involved = notes.get("dep_used", []) + notes.get("dep_exposed", [])
+        if involved:
+            ex.add_headers.extend(deprecation_headers(involved, ex.response_headers, self.warning))
+
+    def done(self, ex: Exchange) -> None:
+        notes = ex.notes
+        if not notes:
+            return
+        skipped = notes.get("response_skipped")
+        if skipped is not None and "dep_resp_rules" in notes:
+            self.t.skipped(skipped)
+        skipped = notes.get("request_skipped")
+        if skipped is not None and "dep_req_rules" in notes:
+            self.t.skipped(skipped)
+        used = notes.get("dep_used")
+        exposed = notes.get("dep_exposed")
+        if not used and not exposed:
+            return
+        now = time.time()
+        client = ex.client_id
+        for rule in _unique(used):
+            self.t.count(rule, "use", client, now)
+        for rule in _unique(exposed):
+            self.t.count(rule, "exposure", client, now)
+
+
+def _unique(rules: list[Rule] | None) -> list[Rule]:
+    if not rules:
+        return []
+    seen: set[str] = set()
+    out = []
+    for rule in rules:
+        if rule.id not in seen:
+            seen.add(rule.id)
+            out.append(rule)
+    return out

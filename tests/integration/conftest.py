@@ -1,0 +1,160 @@
+"""Fixtures: real blue and green releases on loopback ports, and Switchback in front of them,
+configured through a real YAML file and talked to over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from proxy.config import load_config
+from proxy.runtime import Runtime
+from tests.integration.releases import Release, start_release
+
+TOKEN = "test-token"
+
+
+@dataclass
+class Releases:
+    blue: Release
+    green: Release
+
+    def __getitem__(self, name: str) -> Release:
+        return {"blue": self.blue, "green": self.green}[name]
+
+
+@pytest.fixture
+async def releases() -> AsyncIterator[Releases]:
+    blue, blue_runner = await start_release("blue")
+    green, green_runner = await start_release("green")
+    yield Releases(blue, green)
+    await blue_runner.cleanup()
+    await green_runner.cleanup()
+
+
+def base_config(releases: Releases, state_dir: Path) -> dict[str, Any]:
+    return {
+        "listen": "127.0.0.1:0",
+        "admin": {"listen": "127.0.0.1:0", "token": TOKEN},
+        "state_dir": str(state_dir),
+        "releases": {"blue": {"url": releases.blue.url}, "green": {"url": releases.green.url}},
+        "traffic": {"stable": "blue", "weights": {"blue": 100, "green": 0}},
+        "clients": {"id_header": "X-Client-Id"},
+        "upstream": {"connect_timeout": 1.0, "response_timeout": 2.0},
+        "server": {"drain_timeout": 2.0},
+    }
+
+
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+@dataclass
+class Proxy:
+    runtime: Runtime
+    config_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.runtime.port}"
+
+    @property
+    def port(self) -> int:
+        return self.runtime.port
+
+    @property
+    def admin(self) -> str:
+        return f"http://127.0.0.1:{self.runtime.admin_port}"
+
+    async def metrics(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        """The live /metrics exposition, parsed: (sample name, labels) -> value."""
+        async with aiohttp.ClientSession() as s, s.get(self.admin + "/metrics") as r:
+            text = await r.text()
+        out = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                out[(sample.name, frozenset(sample.labels.items()))] = sample.value
+        return out
+
+    async def admin_call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with (
+            aiohttp.ClientSession() as s,
+            s.request(method, self.admin + path, json=body, headers=headers) as r,
+        ):
+            return r.status, await r.json(content_type=None)
+
+
+StartProxy = Callable[..., Awaitable[Proxy]]
+
+
+@pytest.fixture
+async def switchback(releases: Releases, tmp_path: Path) -> AsyncIterator[StartProxy]:
+    """``await switchback(extra_config_dict)`` starts Switchback in this process."""
+    started: list[Runtime] = []
+
+    async def start(extra: dict[str, Any] | None = None, name: str = "switchback.yaml") -> Proxy:
+        cfg = merge(base_config(releases, tmp_path / "state"), extra or {})
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        runtime = Runtime(load_config(path))
+        await runtime.start()
+        started.append(runtime)
+        return Proxy(runtime, path)
+
+    yield start
+    for runtime in started:
+        await runtime.stop()
+
+
+async def raw_exchange(
+    port: int, request: bytes, timeout: float = 5.0
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Send raw request bytes; read one response (Content-Length, chunked or until close)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        return await asyncio.wait_for(read_response(reader), timeout)
+    finally:
+        writer.close()
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, list[tuple[str, str]], bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    headers = [
+        (k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in lines[1:] if line)
+    ]
+    names = {k.lower(): v for k, v in headers}
+    if "content-length" in names:
+        body = await reader.readexactly(int(names["content-length"]))
+    elif names.get("transfer-encoding", "").lower() == "chunked":
+        body = b""
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            if size == 0:
+                await reader.readuntil(b"\r\n")
+                break
+            body += await reader.readexactly(size)
+            await reader.readexactly(2)
+    elif status in (204, 304) or 100 <= status < 200:
+        body = b""
+    else:
+        body = await reader.read()
+    return status, headers, body

@@ -1,0 +1,175 @@
+"""Real blue and green releases for the integration tests: aiohttp's low-level server, which
+sees the request target exactly as sent (``raw_path``), with behaviours chosen by path.
+
+    /users/{id}      JSON user; blue sends user.role, green sends user.role and user.roles
+    /items           JSON list: {"items": [{"id", "role"}, ...]}
+    /gzip            the /users/1 JSON, gzip-encoded (Content-Encoding: gzip)
+    /status/{code}   an empty response with that status
+    /slow/{seconds}  answers after a delay
+    /stream/{bytes}  a chunked body of that many deterministic bytes
+    /upload          reads the body as it streams; answers its length and SHA-256
+    /ws              WebSocket echo, each message prefixed with the release name
+    anything else    echo: method, raw target, headers and body digest as JSON
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+from dataclasses import dataclass, field
+
+import orjson
+from aiohttp import WSMsgType, web
+from aiohttp.web_request import BaseRequest
+
+PATTERN = bytes(range(256)) * 256  # 64 KiB of deterministic bytes
+
+
+def pattern_bytes(n: int) -> bytes:
+    reps, rest = divmod(n, len(PATTERN))
+    return PATTERN * reps + PATTERN[:rest]
+
+
+def user_body(release: str, user_id: str) -> dict[str, object]:
+    user: dict[str, object] = {"id": user_id, "name": f"user {user_id}", "role": "admin"}
+    if release == "green":
+        user["roles"] = ["admin", "billing"]
+    return {"user": user}
+
+
+@dataclass
+class Release:
+    """One release's server state, for tests to look at what the app received."""
+
+    name: str
+    seen: list[dict[str, object]] = field(default_factory=list)
+    peers: set[tuple[str, int]] = field(default_factory=set)
+    server: web.Server | None = None
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def handle(self, request: BaseRequest) -> web.StreamResponse:
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        if peer:
+            self.peers.add((peer[0], peer[1]))
+        path = request.raw_path.partition("?")[0]
+        if path == "/ws":
+            return await self.websocket(request)
+        if path == "/upload":
+            return await self.upload(request)
+        body = await request.read()
+        self.seen.append(
+            {
+                "method": request.method,
+                "target": request.raw_path,
+                "headers": list(request.raw_headers),
+                "body": body,
+            }
+        )
+        head = {"X-Release": self.name}
+        if path.startswith("/users/"):
+            payload = user_body(self.name, path.rsplit("/", 1)[1])
+            return web.Response(
+                body=orjson.dumps(payload), content_type="application/json", headers=head
+            )
+        if path == "/items":
+            items = [{"id": i, "role": "viewer"} for i in range(3)]
+            return web.Response(
+                body=orjson.dumps({"items": items}), content_type="application/json", headers=head
+            )
+        if path == "/gzip":
+            raw = gzip.compress(orjson.dumps(user_body(self.name, "1")))
+            return web.Response(
+                body=raw,
+                headers={**head, "Content-Type": "application/json", "Content-Encoding": "gzip"},
+            )
+        if path.startswith("/status/"):
+            return web.Response(status=int(path.rsplit("/", 1)[1]), headers=head)
+        if path.startswith("/slow/"):
+            await asyncio.sleep(float(path.rsplit("/", 1)[1]))
+            return web.json_response({"release": self.name, "slow": True}, headers=head)
+        if path.startswith("/stream/"):
+            return await self.stream(request, int(path.rsplit("/", 1)[1]))
+        echo = {
+            "release": self.name,
+            "method": request.method,
+            "target": request.raw_path,
+            "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in request.raw_headers],
+            "body_sha256": hashlib.sha256(body).hexdigest(),
+            "body_len": len(body),
+        }
+        return web.Response(body=orjson.dumps(echo), content_type="application/json", headers=head)
+
+    async def stream(self, request: BaseRequest, size: int) -> web.StreamResponse:
+        resp = web.StreamResponse(
+            headers={"X-Release": self.name, "Content-Type": "application/octet-stream"}
+        )
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        sent = 0
+        while sent < size:
+            piece = PATTERN[: min(len(PATTERN), size - sent)]
+            await resp.write(piece)
+            sent += len(piece)
+        await resp.write_eof()
+        return resp
+
+    async def upload(self, request: BaseRequest) -> web.StreamResponse:
+        digest = hashlib.sha256()
+        total = 0
+        async for chunk in request.content.iter_chunked(1 << 16):
+            digest.update(chunk)
+            total += len(chunk)
+        return web.json_response({"release": self.name, "len": total, "sha256": digest.hexdigest()})
+
+    async def websocket(self, request: BaseRequest) -> web.StreamResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                await ws.send_str(f"{self.name}:{msg.data}")
+            elif msg.type == WSMsgType.BINARY:
+                await ws.send_bytes(msg.data)
+        return ws
+
+
+async def start_release(name: str, port: int = 0) -> tuple[Release, web.ServerRunner]:
+    release = Release(name)
+    server = web.Server(release.handle)
+    runner = web.ServerRunner(server, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    release.server = server
+    release.port = runner.addresses[0][1]
+    return release, runner
+
+
+class BrokenRelease:
+    """A release that answers a head announcing 1000 bytes, sends 10, then hangs up."""
+
+    def __init__(self) -> None:
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+            )
+            writer.write(b'{"partial"')
+            await writer.drain()
+            writer.transport.abort()
+
+        self.server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
