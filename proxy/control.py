@@ -47,7 +47,7 @@ class TrafficControl:
         self.rollout = Rollout.from_config(config.rollout, {})
         self.source = "config"
 
-    # -- start-up and reload -------------------------------------------------------------------
+    # -- start-up and reload --
     def restore(self) -> None:
         """Take weights, stable release and rollout from the state directory when present."""
         saved = load_state(self.config.state_dir)
@@ -94,7 +94,7 @@ class TrafficControl:
             )
         self.persist()
 
-    # -- admin actions -------------------------------------------------------------------------
+    # -- admin actions --
     def set_weights(self, weights: Mapping[str, float]) -> dict[str, Any]:
         if self.rollout.state == "ramping":
             raise RolloutError("a rollout is ramping: pause it or roll back before setting weights")
@@ -151,7 +151,7 @@ class TrafficControl:
         if tr.rollout != self.rollout:
             self._carry_out(tr)
 
-    # -- carrying out decisions ----------------------------------------------------------------
+    # -- carrying out decisions --
     def _carry_out(self, tr: Transition) -> None:
         traffic = self.traffic
         self.rollout = tr.rollout

@@ -73,7 +73,7 @@ class Runtime:
         self.admin_port = 0
         self._reload_lock = asyncio.Lock()
 
-    # -- the listener's Context ------------------------------------------------------------------
+    # -- the listener's Context --
     @property
     def traffic(self) -> TrafficState:
         return self.control.traffic
@@ -87,7 +87,7 @@ class Runtime:
         task.add_done_callback(self.tasks.discard)
         return task
 
-    # -- assembly --------------------------------------------------------------------------------
+    # -- assembly --
     def build_pipeline(self) -> Pipeline:
         """The request path, in order. A feature is one step here."""
         steps: list[Step] = [
@@ -169,7 +169,7 @@ class Runtime:
         grace = self.config.rollout.websocket_grace
         self.loop.call_later(grace, self.tunnels.close_release, release)
 
-    # -- reload ------------------------------------------------------------------------------------
+    # -- reload --
     async def reload(self) -> dict[str, Any]:
         """Validate the config file again and switch to it, or keep the old one and raise."""
         async with self._reload_lock:
@@ -223,7 +223,7 @@ class Runtime:
         self.telemetry.reconfigure(new)
         self.pipeline = self.build_pipeline()
 
-    # -- the admin API's AdminRuntime --------------------------------------------------------------
+    # -- the admin API's AdminRuntime --
     def status(self) -> dict[str, Any]:
         now = self.loop.time()
         window = self.control.rollout.step_seconds

@@ -65,7 +65,7 @@ class Telemetry:
     def steps(self) -> list[Step]:
         return [DeprecationStep(self)] if self.config.deprecations else []
 
-    # -- counting (called by the step when an exchange is done) ----------------------------------
+    # -- counting (called by the step when an exchange is done) --
     def count(self, rule: Rule, kind: str, client_id: str, now: float) -> None:
         label = self.labels.label(client_id)
         key = (rule.id, kind, label)
@@ -87,7 +87,7 @@ class Telemetry:
             counter = self._skips[reason] = self.metrics.inspection_skipped.labels(reason)
         counter.inc()
 
-    # -- the report ----------------------------------------------------------------------------------
+    # -- the report --
     def report(self, days: int | None) -> dict[str, Any]:
         window = days if days is not None else self.config.telemetry.report_days
         now = time.time()
