@@ -115,9 +115,12 @@ def request_head(
     headers = ex.headers
     drop = HOP_BY_HOP
     for name, value in headers:
-        if name.lower() == b"connection":
-            drop = _drop_set(value, headers)
-            break
+        # Every Connection header counts: "Connection: keep-alive" may be followed by another
+        # naming the headers meant for this hop only.
+        if len(name) == 10 and name.lower() == b"connection":
+            if value.lower() not in _PLAIN_CONNECTION:
+                drop = HOP_BY_HOP | connection_tokens(headers)
+                break
     out = [b"%s %s HTTP/1.1\r\n" % (ex.method.encode("ascii"), ex.target)]
     xff: bytes | None = None
     host: bytes | None = None

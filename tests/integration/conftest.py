@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.config import load_config
 from proxy.runtime import Runtime
-from tests.integration.releases import Release, start_release
+from tests.integration.releases import Release, Script, ScriptedRelease, start_release
 
 TOKEN = "test-token"
 
@@ -158,3 +159,32 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, list[tuple[s
     else:
         body = await reader.read()
     return status, headers, body
+
+
+@pytest.fixture
+async def scripted() -> AsyncIterator[Callable[..., Awaitable[ScriptedRelease]]]:
+    """``await scripted(script, close_after=False)`` starts a ``ScriptedRelease``."""
+    started: list[ScriptedRelease] = []
+
+    async def start(script: Script, close_after: bool = False) -> ScriptedRelease:
+        release = ScriptedRelease(script, close_after)
+        await release.start()
+        started.append(release)
+        return release
+
+    yield start
+    for release in started:
+        await release.close()
+
+
+def refused_url() -> str:
+    """The URL of a loopback port nothing listens on (connections are refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def header_values(headers: list[tuple[str, str]] | list[list[str]], name: str) -> list[str]:
+    """Every value of the header ``name`` (any case), in order."""
+    return [v for k, v in headers if k.lower() == name.lower()]

@@ -3,7 +3,7 @@ sees the request target exactly as sent (``raw_path``), with behaviours chosen b
 
     /users/{id}      JSON user; blue sends user.role, green sends user.role and user.roles
     /items           JSON list: {"items": [{"id", "role"}, ...]}
-    /gzip            the /users/1 JSON, gzip-encoded (Content-Encoding: gzip)
+    /gzip            the /users/1 JSON, gzip-encoded (Content-Encoding: gzip), same bytes each time
     /status/{code}   an empty response with that status
     /slow/{seconds}  answers after a delay
     /stream/{bytes}  a chunked body of that many deterministic bytes
@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -82,7 +83,7 @@ class Release:
                 body=orjson.dumps({"items": items}), content_type="application/json", headers=head
             )
         if path == "/gzip":
-            raw = gzip.compress(orjson.dumps(user_body(self.name, "1")))
+            raw = gzip.compress(orjson.dumps(user_body(self.name, "1")), mtime=0)
             return web.Response(
                 body=raw,
                 headers={**head, "Content-Type": "application/json", "Content-Encoding": "gzip"},
@@ -173,3 +174,73 @@ class BrokenRelease:
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
+
+
+Script = Callable[[int, bytes], Awaitable["bytes | None"]]
+
+
+class ScriptedRelease:
+    """A release speaking raw HTTP/1.1 from a script, for what aiohttp would never send:
+    hop-by-hop response headers, a body that ends when the connection closes, a head followed
+    by silence, a keep-alive connection closed under a request.
+
+    ``script(n, head)`` gets the request's number on its connection (1, 2, ...) and its head,
+    and returns the bytes to answer, or None to close the connection without answering. The
+    connection closes after an answer containing ``Connection: close`` or no framing at all,
+    and also when ``close_after`` is set.
+    """
+
+    def __init__(self, script: Script, close_after: bool = False) -> None:
+        self.script = script
+        self.close_after = close_after
+        self.heads: list[bytes] = []
+        self.connections = 0
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        n = 0
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                n += 1
+                self.heads.append(head)
+                length = _content_length(head)
+                if length:
+                    await reader.readexactly(length)
+                answer = await self.script(n, head)
+                if answer is None:
+                    return
+                writer.write(answer)
+                await writer.drain()
+                lower = answer.partition(b"\r\n\r\n")[0].lower()
+                framed = b"content-length:" in lower or b"transfer-encoding:" in lower
+                if self.close_after or b"connection: close" in lower or not framed:
+                    return
+        finally:
+            writer.close()
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+def _content_length(head: bytes) -> int:
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value.strip())
+    return 0
