@@ -62,6 +62,7 @@ class ClientConnection(asyncio.Protocol):
     PAUSE_UPSTREAM = 1  # the release's socket is full
     PAUSE_PIPELINE = 2  # a pipelined request waits for the one before it
     PAUSE_BUFFER = 4  # request bytes buffered while the release connection opens
+    PAUSE_UPGRADE = 8  # an upgrade request waits for the release's answer (101 or not)
 
     def __init__(self, server: Listener) -> None:
         self.server = server
@@ -76,6 +77,8 @@ class ClientConnection(asyncio.Protocol):
         self.active: Forward | None = None
         self.queue: deque[Forward] = deque()
         self.tunnel: Tunnel | None = None
+        self.upgrading: Forward | None = None  # the upgrade request awaiting its answer
+        self.held = b""  # bytes after an upgrade request's head, until its answer
         self.paused = 0
         self.http10 = False
         self.draining = False
@@ -158,6 +161,8 @@ class ClientConnection(asyncio.Protocol):
                 upgrade = value
         fwd = Forward(self, ex, parser.should_keep_alive(), chunked, upgrade)
         self.parsing = fwd
+        if upgrade is not None:
+            self.upgrading = fwd
         if self.active is None:
             self.active = fwd
             fwd.begin()
@@ -200,6 +205,10 @@ class ClientConnection(asyncio.Protocol):
         if self.active is not fwd:
             return
         self.active = None
+        held = b""
+        if fwd is self.upgrading:  # the release declined the upgrade: plain HTTP goes on
+            self.upgrading = None
+            held, self.held = self.held, b""
         if not reusable or self.draining:
             self.queue.clear()
             if self.transport is not None:
@@ -212,32 +221,36 @@ class ClientConnection(asyncio.Protocol):
                 self.resume_reading(self.PAUSE_PIPELINE)
             nxt.begin()
             return
-        self.resume_reading(self.PAUSE_PIPELINE)
+        self.resume_reading(self.PAUSE_PIPELINE | self.PAUSE_UPGRADE)
         self.idle_since = self.ctx.loop.time()
+        if held:  # what the client sent after the upgrade request, parsed as HTTP now
+            self.data_received(held)
 
     def start_tunnel(self, fwd: Forward, up: UpstreamConnection, rest: bytes) -> None:
         """The release accepted an upgrade (101): relay raw bytes both ways from now on."""
         self.active = None
-        pending = b"".join(fwd.pending)
+        self.upgrading = None
+        held, self.held = self.held, b""
         tunnel = Tunnel(self, up, fwd.ex.release, self.ctx.tunnels)
         self.tunnel = tunnel
         up.tunnel = tunnel.upstream_side()
         if rest:
             tunnel.from_upstream(rest)
-        if pending:
-            tunnel.from_client(pending)
-        self.resume_reading(self.PAUSE_BUFFER | self.PAUSE_PIPELINE | self.PAUSE_UPSTREAM)
+        if held:
+            tunnel.from_client(held)
+        self.resume_reading(
+            self.PAUSE_BUFFER | self.PAUSE_PIPELINE | self.PAUSE_UPSTREAM | self.PAUSE_UPGRADE
+        )
 
     # -- internals -------------------------------------------------------------------------
     def _upgrade_pending(self, rest: bytes) -> None:
-        """Bytes after an upgrade request's head wait until the release answers 101."""
-        fwd = self.active
-        if fwd is None or not fwd.upgrade:
+        """Bytes after an upgrade request's head are held, and reading pauses, until the
+        release answers: they go to the tunnel after a 101, else to the parser as HTTP."""
+        if self.upgrading is None:
             self._bad_request("unexpected upgrade")
             return
-        if rest:
-            fwd.pending.append(rest)
-        self.pause_reading(self.PAUSE_BUFFER)
+        self.held = rest
+        self.pause_reading(self.PAUSE_UPGRADE)
 
     def _bad_request(self, detail: str) -> None:
         log.info("malformed request from %s: %s", self.peer, detail)

@@ -8,7 +8,8 @@ sees the request target exactly as sent (``raw_path``), with behaviours chosen b
     /slow/{seconds}  answers after a delay
     /stream/{bytes}  a chunked body of that many deterministic bytes
     /upload          reads the body as it streams; answers its length and SHA-256
-    /ws              WebSocket echo, each message prefixed with the release name
+    /ws              WebSocket echo, each text message prefixed with the release name;
+                     the text "close:<code>" makes the release close with that code
     anything else    echo: method, raw target, headers and body digest as JSON
 """
 
@@ -131,7 +132,9 @@ class Release:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         async for msg in ws:
-            if msg.type == WSMsgType.TEXT:
+            if msg.type == WSMsgType.TEXT and msg.data.startswith("close:"):
+                await ws.close(code=int(msg.data[6:]), message=b"closed by " + self.name.encode())
+            elif msg.type == WSMsgType.TEXT:
                 await ws.send_str(f"{self.name}:{msg.data}")
             elif msg.type == WSMsgType.BINARY:
                 await ws.send_bytes(msg.data)
