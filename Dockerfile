@@ -1,0 +1,55 @@
+# Switchback as a container sidecar.
+#
+#   docker build -t switchback .
+#   docker run --rm -p 8080:8080 -p 9901:9901 \
+#     -v "$PWD/config/production.yaml:/etc/switchback/config.yaml:ro" \
+#     -v switchback-state:/var/lib/switchback \
+#     -e SWITCHBACK_ADMIN_TOKEN=change-me switchback
+#
+# Config: mount one YAML file at /etc/switchback/config.yaml (in Kubernetes, a ConfigMap; the
+# file is watched and reloaded when it changes). For the ports below to be reachable, it must
+# listen on 0.0.0.0:8080 and its admin API on 0.0.0.0:9901, as config/production.yaml does.
+# State (rollout state, deprecation ledger, write journal: SQLite) lives in the volume
+# /var/lib/switchback, owned by the unprivileged user the process runs as; point the config's
+# state_dir there (production.yaml does).
+
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# A fixed uid/gid, so a volume prepared outside the container can be chowned to match.
+RUN groupadd --system --gid 10001 switchback \
+ && useradd --system --uid 10001 --gid switchback --no-create-home \
+        --home-dir /var/lib/switchback --shell /usr/sbin/nologin switchback
+
+# Every dependency ships manylinux wheels for CPython 3.11 (amd64 and arm64): no compiler.
+# .dockerignore keeps everything but these out of the build context.
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY proxy ./proxy
+RUN pip install . \
+ && rm -rf /src \
+ && mkdir -p /etc/switchback /var/lib/switchback \
+ && chown switchback:switchback /var/lib/switchback
+
+# The config's ${SWITCHBACK_STATE_DIR:-...} defaults resolve here too.
+ENV SWITCHBACK_STATE_DIR=/var/lib/switchback \
+    SWITCHBACK_HEALTH_URL=http://127.0.0.1:9901/healthz
+VOLUME ["/var/lib/switchback"]
+WORKDIR /var/lib/switchback
+USER switchback
+
+# 8080: traffic; 9901: admin API, /metrics, /healthz, /readyz.
+EXPOSE 8080 9901
+
+# slim has no curl: ask the admin listener with the standard library. Set SWITCHBACK_HEALTH_URL
+# if the config's admin.listen uses another port.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(os.environ['SWITCHBACK_HEALTH_URL'], timeout=2)"]
+
+# SIGTERM drains in-flight requests (server.drain_timeout) and exits 0; SIGHUP reloads config.
+STOPSIGNAL SIGTERM
+CMD ["switchback", "run", "--config", "/etc/switchback/config.yaml"]
