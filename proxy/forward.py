@@ -271,6 +271,12 @@ class Forward:
             return
         self._write(http1.chunk(data) if self.out_chunked else data)
 
+    def up_flush(self) -> None:
+        # The head waits in ``stash`` to leave in one write with the first body bytes of the
+        # same read; it never waits for a later read (a long poll's body may come much later).
+        if self.stash is not None:
+            self._write(b"")
+
     def _release_hold(self) -> bytes:
         hold = self.hold or []
         self.hold = None

@@ -2,7 +2,8 @@
 
 An ``UpstreamConnection`` serves one exchange at a time. While it does, its ``sink`` (the
 listener's ``Forward``) receives the response as events: ``up_interim`` (1xx), ``up_head``,
-``up_body``, ``up_complete``, ``up_upgrade`` (101: the bytes after the head) and ``up_lost``.
+``up_body``, ``up_complete``, ``up_upgrade`` (101: the bytes after the head) and ``up_lost``,
+and ``up_flush`` after each read from the release has been parsed.
 When the exchange ends the connection goes back to the pool if both sides allow keep-alive.
 
 Two things llhttp (through httptools) cannot be told, handled here: a response to HEAD has no
@@ -37,6 +38,7 @@ class Sink(Protocol):
     def up_complete(self) -> None: ...
     def up_upgrade(self, rest: bytes) -> None: ...
     def up_lost(self, got_bytes: bool) -> None: ...
+    def up_flush(self) -> None: ...
     def up_pause_writing(self) -> None: ...
     def up_resume_writing(self) -> None: ...
 
@@ -73,6 +75,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.got_bytes = True
         try:
             self.parser.feed_data(data)
+            current = self.sink
+            if current is not None:
+                current.up_flush()  # what this read produced goes out now, in one write
         except httptools.HttpParserUpgrade as exc:
             if self.sink is not None:
                 self.sink.up_upgrade(data[exc.args[0] :])

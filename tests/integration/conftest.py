@@ -81,7 +81,7 @@ class Proxy:
     def admin(self) -> str:
         return f"http://127.0.0.1:{self.runtime.admin_port}"
 
-    async def metrics(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    async def metrics(self) -> Samples:
         """The live /metrics exposition, parsed: (sample name, labels) -> value."""
         async with aiohttp.ClientSession() as s, s.get(self.admin + "/metrics") as r:
             text = await r.text()
@@ -188,3 +188,11 @@ def refused_url() -> str:
 def header_values(headers: list[tuple[str, str]] | list[list[str]], name: str) -> list[str]:
     """Every value of the header ``name`` (any case), in order."""
     return [v for k, v in headers if k.lower() == name.lower()]
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def sample(samples: Samples, name: str, **labels: str) -> float:
+    """One sample's value from ``Proxy.metrics()``; 0 when the series does not exist (yet)."""
+    return samples.get((name, frozenset(labels.items())), 0.0)

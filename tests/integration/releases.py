@@ -179,7 +179,8 @@ class BrokenRelease:
             await self.server.wait_closed()
 
 
-Script = Callable[[int, bytes], Awaitable["bytes | None"]]
+Answer = bytes | list[bytes | float] | None
+Script = Callable[[int, bytes], Awaitable[Answer]]
 
 
 class ScriptedRelease:
@@ -188,7 +189,8 @@ class ScriptedRelease:
     by silence, a keep-alive connection closed under a request.
 
     ``script(n, head)`` gets the request's number on its connection (1, 2, ...) and its head,
-    and returns the bytes to answer, or None to close the connection without answering. The
+    and returns the bytes to answer, or a list of byte strings to send with pauses (floats,
+    in seconds) between them, or None to close the connection without answering. The
     connection closes after an answer containing ``Connection: close`` or no framing at all,
     and also when ``close_after`` is set.
     """
@@ -226,9 +228,15 @@ class ScriptedRelease:
                 answer = await self.script(n, head)
                 if answer is None:
                     return
-                writer.write(answer)
-                await writer.drain()
-                lower = answer.partition(b"\r\n\r\n")[0].lower()
+                parts = [answer] if isinstance(answer, bytes) else answer
+                for part in parts:
+                    if isinstance(part, float):
+                        await asyncio.sleep(part)
+                    else:
+                        writer.write(part)
+                        await writer.drain()
+                sent = b"".join(p for p in parts if isinstance(p, bytes))
+                lower = sent.partition(b"\r\n\r\n")[0].lower()
                 framed = b"content-length:" in lower or b"transfer-encoding:" in lower
                 if self.close_after or b"connection: close" in lower or not framed:
                     return

@@ -1,0 +1,304 @@
+"""When a release fails: failover when the request never reached it, JSON 502/504 naming the
+release otherwise, a cut body never presented as complete, 400 for malformed requests; every
+failure counted, no traceback sent, and the proxy serving on afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import time
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.integration.conftest import (
+    Proxy,
+    Releases,
+    StartProxy,
+    header_values,
+    raw_exchange,
+    read_response,
+    refused_url,
+    sample,
+)
+from tests.integration.releases import BrokenRelease
+
+ERRORS = "switchback_upstream_errors_total"
+GET = b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n"
+
+
+def proxy_error(status: int, headers: list[tuple[str, str]], body: bytes) -> dict[str, Any]:
+    """The JSON error body the proxy made itself, checked for what every such body needs."""
+    assert b"Traceback" not in body
+    assert header_values(headers, "Content-Type") == ["application/json"]
+    payload: dict[str, Any] = orjson.loads(body)
+    assert isinstance(payload.get("detail"), str)
+    return payload
+
+
+async def still_serving(proxy: Proxy) -> None:
+    status, _, body = await raw_exchange(proxy.port, b"GET /users/2 HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert status == 200
+    assert orjson.loads(body)["user"]["id"] == "2"
+
+
+# -- the connection cannot be opened -----------------------------------------------------------
+
+
+async def test_refused_release_fails_over_to_the_other_one(
+    switchback: StartProxy, releases: Releases
+) -> None:
+    proxy = await switchback(
+        {
+            "releases": {"green": {"url": refused_url()}},
+            "traffic": {"weights": {"blue": 50, "green": 50}, "override_header": "X-Release"},
+        }
+    )
+    payload = b'{"order": 1}'
+    request = (
+        b"POST /orders HTTP/1.1\r\nHost: h\r\nX-Release: green\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload)
+    )
+    status, headers, body = await raw_exchange(proxy.port, request)
+    assert status == 200
+    assert header_values(headers, "X-Served-By") == ["blue"]
+    echo = orjson.loads(body)
+    assert echo["release"] == "blue"
+    assert echo["target"] == "/orders"
+    assert echo["body_len"] == len(payload)
+    samples = await proxy.metrics()
+    assert sample(samples, ERRORS, release="green", kind="connect") == 1
+    assert sample(samples, ERRORS, release="blue", kind="connect") == 0
+    assert sample(samples, "switchback_requests_total", release="blue", code="200") == 1
+
+
+async def test_refused_release_without_a_fallback_is_a_json_502(
+    switchback: StartProxy, releases: Releases
+) -> None:
+    proxy = await switchback(
+        {
+            "releases": {"green": {"url": refused_url()}},
+            "traffic": {"weights": {"blue": 0, "green": 100}},
+        }
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    try:
+        for _ in range(2):  # the client's connection stays usable
+            writer.write(GET)
+            status, headers, body = await asyncio.wait_for(read_response(reader), 5)
+            assert status == 502
+            payload = proxy_error(status, headers, body)
+            assert payload["error"] == "upstream_unavailable"
+            assert payload["release"] == "green"
+    finally:
+        writer.close()
+    assert releases.blue.seen == []  # blue carries no traffic: it is not a fallback
+    samples = await proxy.metrics()
+    assert sample(samples, ERRORS, release="green", kind="connect") == 2
+    assert sample(samples, "switchback_requests_total", release="green", code="502") == 2
+
+
+# -- the release does not answer in time -------------------------------------------------------
+
+
+async def test_slow_release_is_a_json_504(switchback: StartProxy, releases: Releases) -> None:
+    proxy = await switchback({"upstream": {"response_timeout": 0.4}})
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    try:
+        started = time.monotonic()
+        writer.write(b"GET /slow/1.5 HTTP/1.1\r\nHost: h\r\n\r\n")
+        status, headers, body = await asyncio.wait_for(read_response(reader), 5)
+        elapsed = time.monotonic() - started
+        assert status == 504
+        payload = proxy_error(status, headers, body)
+        assert payload["error"] == "upstream_timeout"
+        assert payload["release"] == "blue"
+        assert 0.35 < elapsed < 1.2
+        # The same client connection serves the next request.
+        writer.write(b"GET /users/3 HTTP/1.1\r\nHost: h\r\n\r\n")
+        status, _, body = await asyncio.wait_for(read_response(reader), 5)
+        assert status == 200
+        assert orjson.loads(body)["user"]["id"] == "3"
+    finally:
+        writer.close()
+    samples = await proxy.metrics()
+    assert sample(samples, ERRORS, release="blue", kind="timeout") == 1
+    assert sample(samples, "switchback_requests_total", release="blue", code="504") == 1
+
+
+async def test_response_timeout_covers_the_head_only(switchback: StartProxy, scripted: Any) -> None:
+    """A body that streams for longer than the timeout is not cut once the head arrived."""
+
+    async def trickle(n: int, head: bytes) -> list[bytes | float]:
+        parts: list[bytes | float] = [b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n"]
+        for byte in b"trickled":
+            parts += [0.1, bytes([byte])]
+        return parts
+
+    release = await scripted(trickle)
+    proxy = await switchback(
+        {"releases": {"blue": {"url": release.url}}, "upstream": {"response_timeout": 0.3}}
+    )
+    status, _, body = await raw_exchange(proxy.port, GET)
+    assert (status, body) == (200, b"trickled")
+
+
+# -- the release breaks off --------------------------------------------------------------------
+
+
+async def test_body_cut_by_the_release_is_never_presented_complete(
+    switchback: StartProxy, releases: Releases
+) -> None:
+    broken = BrokenRelease()
+    await broken.start()
+    try:
+        proxy = await switchback({"releases": {"blue": {"url": f"http://127.0.0.1:{broken.port}"}}})
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        try:
+            writer.write(GET)
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            try:
+                rest = await asyncio.wait_for(reader.read(), 5)
+            except ConnectionResetError:
+                rest = b""
+        finally:
+            writer.close()
+        assert head.startswith(b"HTTP/1.1 200 ")
+        assert b"Content-Length: 1000" in head
+        assert len(rest) < 1000  # the connection ended before the announced length
+        assert b"Traceback" not in rest
+        samples = await proxy.metrics()
+        assert sample(samples, ERRORS, release="blue", kind="broken") == 1
+        assert sample(samples, "switchback_in_flight_requests", release="blue") == 0
+    finally:
+        await broken.close()
+
+
+async def test_release_closing_without_an_answer_is_a_json_502(
+    switchback: StartProxy, scripted: Any
+) -> None:
+    async def hang_up(n: int, head: bytes) -> None:
+        return None
+
+    release = await scripted(hang_up)
+    proxy = await switchback({"releases": {"blue": {"url": release.url}}})
+    status, headers, body = await raw_exchange(proxy.port, GET)
+    assert status == 502
+    payload = proxy_error(status, headers, body)
+    assert payload["error"] == "upstream_broken"
+    assert payload["release"] == "blue"
+    assert len(release.heads) == 1  # a fresh connection: the request is not sent twice
+    samples = await proxy.metrics()
+    assert sample(samples, ERRORS, release="blue", kind="broken") == 1
+
+
+async def test_release_answering_garbage_is_a_json_502(
+    switchback: StartProxy, scripted: Any
+) -> None:
+    async def garbage(n: int, head: bytes) -> bytes:
+        return b"SSH-2.0-OpenSSH_9.6\r\n\r\n"
+
+    release = await scripted(garbage, close_after=True)
+    proxy = await switchback({"releases": {"blue": {"url": release.url}}})
+    status, headers, body = await raw_exchange(proxy.port, GET)
+    assert status == 502
+    assert proxy_error(status, headers, body)["error"] == "upstream_broken"
+
+
+async def test_stale_keep_alive_connection_is_retried_on_a_fresh_one(
+    switchback: StartProxy, scripted: Any
+) -> None:
+    """The release closes an idle keep-alive connection just as a request goes out on it:
+    the proxy, still holding the whole request, sends it once more on a new connection."""
+
+    async def one_per_connection(n: int, head: bytes) -> bytes | None:
+        if n > 1:
+            return None
+        return b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+    release = await scripted(one_per_connection)
+    proxy = await switchback({"releases": {"blue": {"url": release.url}}})
+    for _ in range(3):
+        status, _, body = await raw_exchange(proxy.port, GET)
+        assert (status, body) == (200, b"ok")
+    assert release.connections == 3
+    samples = await proxy.metrics()
+    assert sample(samples, ERRORS, release="blue", kind="broken") == 0
+
+
+async def test_head_is_not_held_back_until_the_first_body_byte(
+    switchback: StartProxy, scripted: Any
+) -> None:
+    """A release that sends its head at once and the body later (a long poll, an event
+    stream): the client sees the head at once."""
+
+    async def late_body(n: int, head: bytes) -> list[bytes | float]:
+        return [
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
+            b"\r\n",
+            1.5,
+            b"6\r\nevent1\r\n0\r\n\r\n",
+        ]
+
+    release = await scripted(late_body)
+    proxy = await switchback(
+        {"releases": {"blue": {"url": release.url}}, "upstream": {"response_timeout": 0.5}}
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    try:
+        writer.write(GET)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 1.0)
+        assert head.startswith(b"HTTP/1.1 200 ")
+        # The response timeout (0.5 s) covers the head only: the late body still arrives.
+        assert await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 5) == (
+            b"6\r\nevent1\r\n0\r\n\r\n"
+        )
+    finally:
+        writer.close()
+
+
+# -- the client breaks the rules ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET / HTTP/1.1\r\nHost: h\r\nBad Header Line\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: abc\r\n\r\n",
+        b"GET / HTTP/9.9\r\nHost: h\r\n\r\n",
+        b"G\x00T / HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"GET /a b HTTP/1.1\r\nHost: h\r\n\r\n",
+    ],
+    ids=["header-line", "content-length", "version", "method", "target-space"],
+)
+async def test_malformed_request_is_a_json_400(
+    switchback: StartProxy, releases: Releases, request_bytes: bytes
+) -> None:
+    proxy = await switchback()
+    status, headers, body = await raw_exchange(proxy.port, request_bytes)
+    assert status == 400
+    assert proxy_error(status, headers, body)["error"] == "bad_request"
+    assert header_values(headers, "Connection") == ["close"]
+    assert releases.blue.seen == []
+    await still_serving(proxy)
+
+
+async def test_client_resetting_mid_request_frees_its_slot(
+    switchback: StartProxy, releases: Releases
+) -> None:
+    proxy = await switchback()
+    sock = socket.create_connection(("127.0.0.1", proxy.port))
+    sock.sendall(b"GET /slow/1 HTTP/1.1\r\nHost: h\r\n\r\n")
+    await asyncio.sleep(0.15)
+    samples = await proxy.metrics()
+    assert sample(samples, "switchback_in_flight_requests", release="blue") == 1
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()  # a reset, not a polite close
+    await asyncio.sleep(0.15)
+    samples = await proxy.metrics()
+    assert sample(samples, "switchback_in_flight_requests", release="blue") == 0
+    _, status = await proxy.admin_call("GET", "/status")
+    assert status["releases"]["blue"]["in_flight"] == 0
+    await still_serving(proxy)
