@@ -389,6 +389,28 @@ class Forward:
         self.conn.write(http1.error_response(status, error, exc.release, exc.reason, close=close))
         self._finish("upstream_" + exc.kind)
 
+    def reject(self, detail: str) -> None:
+        """The request turned out malformed after its head went to the release: cut the
+        release off, and answer a 400 (or, if the response has begun, cut the client off)."""
+        if self.finished:
+            return
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None
+        up, self.up = self.up, None
+        if up is not None:
+            up.abort()
+        self.keep_alive = False
+        self.hold = None
+        if self.head_sent and self.stash is None:
+            self.conn.abort()
+        else:
+            self.stash = None
+            self.head_sent = True
+            self.ex.status = 400
+            self.conn.write(http1.error_response(400, "bad_request", None, detail, close=True))
+        self._finish("bad_request")
+
     def client_lost(self) -> None:
         """The client went away: stop work for it; the upstream connection is not reused."""
         if self.finished:

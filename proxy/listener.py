@@ -63,6 +63,7 @@ class ClientConnection(asyncio.Protocol):
     PAUSE_PIPELINE = 2  # a pipelined request waits for the one before it
     PAUSE_BUFFER = 4  # request bytes buffered while the release connection opens
     PAUSE_UPGRADE = 8  # an upgrade request waits for the release's answer (101 or not)
+    PAUSE_REJECTED = 16  # a malformed request: nothing more is read from this client
 
     def __init__(self, server: Listener) -> None:
         self.server = server
@@ -79,6 +80,7 @@ class ClientConnection(asyncio.Protocol):
         self.tunnel: Tunnel | None = None
         self.upgrading: Forward | None = None  # the upgrade request awaiting its answer
         self.held = b""  # bytes after an upgrade request's head, until its answer
+        self.rejected: str | None = None  # why a malformed request is owed a 400
         self.paused = 0
         self.http10 = False
         self.draining = False
@@ -97,6 +99,8 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.tunnel is not None:
             self.tunnel.from_client(data)
+            return
+        if self.rejected is not None:
             return
         try:
             self.parser.feed_data(data)
@@ -149,6 +153,8 @@ class ClientConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         parser = self.parser
         method = parser.get_method().decode("ascii")
+        if method == "CONNECT":  # llhttp reports it as an upgrade next: answered with a 400
+            return
         self.http10 = parser.get_http_version() == "1.0"
         ex = Exchange(method, self.url, self.headers, self.peer)
         chunked = False
@@ -221,6 +227,9 @@ class ClientConnection(asyncio.Protocol):
                 self.resume_reading(self.PAUSE_PIPELINE)
             nxt.begin()
             return
+        if self.rejected is not None:  # the requests before the malformed one are answered
+            self._reject_now(self.rejected)
+            return
         self.resume_reading(self.PAUSE_PIPELINE | self.PAUSE_UPGRADE)
         self.idle_since = self.ctx.loop.time()
         if held:  # what the client sent after the upgrade request, parsed as HTTP now
@@ -246,16 +255,33 @@ class ClientConnection(asyncio.Protocol):
     def _upgrade_pending(self, rest: bytes) -> None:
         """Bytes after an upgrade request's head are held, and reading pauses, until the
         release answers: they go to the tunnel after a 101, else to the parser as HTTP."""
-        if self.upgrading is None:
-            self._bad_request("unexpected upgrade")
+        if self.upgrading is None:  # CONNECT: there is nothing behind a reverse proxy to reach
+            self._bad_request("CONNECT is not supported")
             return
         self.held = rest
         self.pause_reading(self.PAUSE_UPGRADE)
 
     def _bad_request(self, detail: str) -> None:
+        """A malformed request: the requests before it are answered, then a 400, then close.
+
+        When the head was fine but the body is not, that request may already be on its way
+        to the release: ``Forward.reject`` cuts it off there (the release must not take a
+        truncated body for a complete one) and answers the 400 itself."""
         log.info("malformed request from %s: %s", self.peer, detail)
+        self.rejected = detail
+        self.pause_reading(self.PAUSE_REJECTED)
+        fwd, self.parsing = self.parsing, None
+        if fwd is not None:
+            if fwd is self.active:
+                fwd.reject(detail)
+                return
+            if fwd in self.queue:
+                self.queue.remove(fwd)
         if self.active is None:
-            self.write(http1.error_response(400, "bad_request", None, detail, close=True))
+            self._reject_now(detail)
+
+    def _reject_now(self, detail: str) -> None:
+        self.write(http1.error_response(400, "bad_request", None, detail, close=True))
         if self.transport is not None:
             self.transport.close()
 

@@ -267,11 +267,21 @@ async def test_head_is_not_held_back_until_the_first_body_byte(
     [
         b"GET / HTTP/1.1\r\nHost: h\r\nBad Header Line\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: abc\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+        b"CONNECT db.internal:5432 HTTP/1.1\r\nHost: db.internal:5432\r\n\r\n",
         b"GET / HTTP/9.9\r\nHost: h\r\n\r\n",
         b"G\x00T / HTTP/1.1\r\nHost: h\r\n\r\n",
         b"GET /a b HTTP/1.1\r\nHost: h\r\n\r\n",
     ],
-    ids=["header-line", "content-length", "version", "method", "target-space"],
+    ids=[
+        "header-line",
+        "content-length",
+        "chunk-size",
+        "connect",
+        "version",
+        "method",
+        "target-space",
+    ],
 )
 async def test_malformed_request_is_a_json_400(
     switchback: StartProxy, releases: Releases, request_bytes: bytes
@@ -281,8 +291,51 @@ async def test_malformed_request_is_a_json_400(
     assert status == 400
     assert proxy_error(status, headers, body)["error"] == "bad_request"
     assert header_values(headers, "Connection") == ["close"]
-    assert releases.blue.seen == []
+    assert all(seen["method"] != "CONNECT" for seen in releases.blue.seen)
     await still_serving(proxy)
+
+
+async def test_malformed_body_is_cut_off_at_the_release(
+    switchback: StartProxy, releases: Releases
+) -> None:
+    """The head was fine and went on; the body turns out malformed later: the client gets a
+    400, and the release never takes the truncated body for a complete one."""
+    proxy = await switchback()
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    try:
+        writer.write(
+            b"POST /orders HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+        )
+        await writer.drain()
+        await asyncio.sleep(0.2)  # the head and the first chunk are at the release by now
+        writer.write(b"not-hex\r\n")
+        status, headers, body = await asyncio.wait_for(read_response(reader), 5)
+    finally:
+        writer.close()
+    assert status == 400
+    assert proxy_error(status, headers, body)["error"] == "bad_request"
+    await asyncio.sleep(0.1)
+    assert releases.blue.seen == []  # the app never handled a request with a cut body
+    await still_serving(proxy)
+
+
+async def test_requests_before_a_malformed_one_are_answered(
+    switchback: StartProxy, releases: Releases
+) -> None:
+    proxy = await switchback()
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    try:
+        writer.write(
+            b"GET /slow/0.2 HTTP/1.1\r\nHost: h\r\n\r\nGET /second HTTP/1.1\r\nHost: h\r\n\r\n"
+            b"GET / HTTP/1.1\r\nHost: h\r\nBad Header Line\r\n\r\n"
+        )
+        answers = [await asyncio.wait_for(read_response(reader), 5) for _ in range(3)]
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+    finally:
+        writer.close()
+    assert [a[0] for a in answers] == [200, 200, 400]
+    assert orjson.loads(answers[1][2])["target"] == "/second"
+    assert proxy_error(*answers[2])["error"] == "bad_request"
 
 
 async def test_client_resetting_mid_request_frees_its_slot(
