@@ -84,6 +84,7 @@ class ClientConnection(asyncio.Protocol):
         self.paused = 0
         self.http10 = False
         self.draining = False
+        self.eof = False  # the client shut down its sending side
         self.idle_since = 0.0  # loop time the connection became idle; 0: busy
 
     # -- asyncio.Protocol ------------------------------------------------------------------
@@ -110,7 +111,8 @@ class ClientConnection(asyncio.Protocol):
             self._bad_request(str(exc))
 
     def eof_received(self) -> bool | None:
-        # A half-closed client may still read the response it is owed.
+        # A half-closed client may still read the responses it is owed; then it is closed.
+        self.eof = True
         return self.active is not None
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -215,7 +217,7 @@ class ClientConnection(asyncio.Protocol):
         if fwd is self.upgrading:  # the release declined the upgrade: plain HTTP goes on
             self.upgrading = None
             held, self.held = self.held, b""
-        if not reusable or self.draining:
+        if not reusable or self.draining or (self.eof and not self.queue):
             self.queue.clear()
             if self.transport is not None:
                 self.transport.close()

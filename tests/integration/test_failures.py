@@ -355,3 +355,24 @@ async def test_client_resetting_mid_request_frees_its_slot(
     _, status = await proxy.admin_call("GET", "/status")
     assert status["releases"]["blue"]["in_flight"] == 0
     await still_serving(proxy)
+
+
+@pytest.mark.parametrize("count", [1, 3])
+async def test_half_closed_client_gets_its_answers_then_the_connection_closes(
+    switchback: StartProxy, releases: Releases, count: int
+) -> None:
+    """A client that sends its requests and shuts down its sending side (HTTP/1.0 tools,
+    netcat) is owed the responses; after them, the proxy closes its side too."""
+    proxy = await switchback()
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    try:
+        writer.write(b"GET /slow/0.2 HTTP/1.1\r\nHost: h\r\n\r\n" * count)
+        writer.write_eof()
+        for _ in range(count):
+            status, _, body = await asyncio.wait_for(read_response(reader), 5)
+            assert (status, orjson.loads(body)["slow"]) == (200, True)
+        assert await asyncio.wait_for(reader.read(), 2) == b""  # closed: not kept idle
+    finally:
+        writer.close()
+    await asyncio.sleep(0.05)
+    assert len(proxy.runtime.listener.connections) == 0
