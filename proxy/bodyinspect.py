@@ -1,0 +1,154 @@
+"""What of a body can be inspected for deprecated fields: JSON only, decompressed, bounded.
+
+The body forwarded to the client is never touched; inspection works on ``decoded_copy``. When a
+body is not inspected, the reason is a metric label value (``switchback_inspection_skipped``):
+
+    not_json    the Content-Type is not application/json or application/*+json
+    too_large   the body, or what it decompresses to, exceeds the size cap
+    malformed   corrupt or truncated compressed data, or JSON that does not parse
+    encoding    a Content-Encoding this module cannot decode (compress, zstd, ...)
+
+Decompression is bounded: zlib produces at most ``cap + 1`` bytes per coding, brotli stops within
+about twice that (its output buffer grows by doubling), so a decompression bomb costs about as
+much memory as a body at the cap.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from typing import Final
+
+import brotli
+
+NOT_JSON: Final = "not_json"
+TOO_LARGE: Final = "too_large"
+MALFORMED: Final = "malformed"
+ENCODING: Final = "encoding"
+SKIP_REASONS: Final = (NOT_JSON, TOO_LARGE, MALFORMED, ENCODING)
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_BROTLI_FALLBACK_CHUNK = 4096  # brotli < 1.2 has no output limit: feed input in small pieces
+
+
+def is_json_content_type(value: bytes | None) -> bool:
+    """``application/json`` or ``application/*+json``, any case, parameters ignored."""
+    if not value:
+        return False
+    kind, slash, subtype = value.partition(b";")[0].strip().lower().partition(b"/")
+    if kind != b"application" or not slash:
+        return False
+    return subtype == b"json" or (subtype.endswith(b"+json") and len(subtype) > 5)
+
+
+def decoded_copy(body: bytes, content_encoding: bytes | None, cap: int) -> bytes | str:
+    """The decompressed body, or a skip reason: "too_large", "encoding" or "malformed".
+
+    ``content_encoding`` lists the codings in the order they were applied (``gzip, br``: gzip
+    first), so they are undone from the last. Never raises, whatever the bytes.
+    """
+    if len(body) > cap:
+        return TOO_LARGE
+    codings = [] if not content_encoding else content_encoding.decode("latin-1").split(",")
+    data = body
+    for coding in reversed(codings):
+        name = coding.strip().lower()
+        if name in ("", "identity"):
+            continue
+        decode = _DECODERS.get(name)
+        if decode is None:
+            return ENCODING
+        result = decode(data, cap)
+        if isinstance(result, str):
+            return result
+        data = result
+    return data
+
+
+def _inflate(data: bytes, wbits: int, cap: int) -> tuple[bytes | str, bytes]:
+    """One zlib/gzip/raw deflate stream: (output or reason, the bytes after the stream)."""
+    stream = zlib.decompressobj(wbits)
+    try:
+        out = stream.decompress(data, cap + 1)
+    except zlib.error:
+        return MALFORMED, b""
+    if len(out) > cap:
+        return TOO_LARGE, b""
+    if not stream.eof:  # all input consumed without reaching the end: truncated
+        return MALFORMED, b""
+    return out, stream.unused_data
+
+
+def _gunzip(data: bytes, cap: int) -> bytes | str:
+    """gzip, including several members one after the other (as ``gzip.decompress`` reads)."""
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        out, rest = _inflate(data, 16 + zlib.MAX_WBITS, cap - size)
+        if isinstance(out, str):
+            return out
+        parts.append(out)
+        size += len(out)
+        if not rest:
+            return b"".join(parts)
+        if not rest.startswith(_GZIP_MAGIC):
+            return MALFORMED
+        data = rest
+
+
+def _undeflate(data: bytes, cap: int) -> bytes | str:
+    """HTTP "deflate" is zlib-wrapped (RFC 9110), but some servers send raw deflate: try both."""
+    out, rest = _inflate(data, zlib.MAX_WBITS, cap)
+    if out == MALFORMED:
+        out, rest = _inflate(data, -zlib.MAX_WBITS, cap)
+    return MALFORMED if rest else out
+
+
+def _probe_output_limit() -> bool:
+    try:
+        brotli.Decompressor().process(b"", output_buffer_limit=1)
+    except TypeError:
+        return False
+    except brotli.error:
+        pass
+    return True
+
+
+_BROTLI_LIMIT = _probe_output_limit()
+
+
+def _unbrotli(data: bytes, cap: int) -> bytes | str:
+    stream = brotli.Decompressor()
+    parts: list[bytes] = []
+    size = 0
+    try:
+        if _BROTLI_LIMIT:
+            out = stream.process(data, output_buffer_limit=cap + 1)
+            while True:
+                parts.append(out)
+                size += len(out)
+                if size > cap:
+                    return TOO_LARGE
+                if stream.is_finished() or stream.can_accept_more_data():
+                    break
+                out = stream.process(b"", output_buffer_limit=cap + 1 - size)
+        else:  # pragma: no cover - brotli < 1.2: bounded input per step, output checked after
+            for at in range(0, len(data), _BROTLI_FALLBACK_CHUNK):
+                out = stream.process(data[at : at + _BROTLI_FALLBACK_CHUNK])
+                parts.append(out)
+                size += len(out)
+                if size > cap:
+                    return TOO_LARGE
+    except brotli.error:
+        return MALFORMED
+    if not stream.is_finished():
+        return MALFORMED
+    return b"".join(parts)
+
+
+_DECODERS: dict[str, Callable[[bytes, int], bytes | str]] = {
+    "gzip": _gunzip,
+    "x-gzip": _gunzip,
+    "deflate": _undeflate,
+    "br": _unbrotli,
+}
