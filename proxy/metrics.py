@@ -90,6 +90,18 @@ class Metrics:
             ["element", "client"],
             registry=r,
         )
+        self.sunset = Gauge(
+            "switchback_deprecation_sunset_timestamp_seconds",
+            "The configured sunset of each deprecated element (absent when none is set).",
+            ["element"],
+            registry=r,
+        )
+        self.deprecated_since = Gauge(
+            "switchback_deprecation_timestamp_seconds",
+            "The configured deprecation date of each deprecated element.",
+            ["element"],
+            registry=r,
+        )
         self.inspection_skipped = Counter(
             "switchback_inspection_skipped",
             "Bodies not inspected for deprecated fields: not_json, too_large, malformed, encoding.",

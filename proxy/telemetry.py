@@ -44,6 +44,15 @@ class Telemetry:
         self._uses: dict[tuple[str, str, str], Counter] = {}
         self._seen: dict[tuple[str, str], Gauge] = {}
         self._skips: dict[str, Counter] = {}
+        self._publish_dates()
+
+    def _publish_dates(self) -> None:
+        self.metrics.sunset.clear()
+        self.metrics.deprecated_since.clear()
+        for dep in self.config.deprecations:
+            self.metrics.deprecated_since.labels(dep.id).set(dep.deprecated.timestamp())
+            if dep.sunset is not None:
+                self.metrics.sunset.labels(dep.id).set(dep.sunset.timestamp())
 
     async def start(self, spawn: Spawn) -> None:
         os.makedirs(self.config.state_dir, exist_ok=True)
@@ -59,6 +68,7 @@ class Telemetry:
     def reconfigure(self, config: Config) -> None:
         self.config = config
         self.rules = RuleSet.compile(config.deprecations)
+        self._publish_dates()
         if self.ledger is not None:
             self.ledger.register_elements((d.id for d in config.deprecations), time.time())
 
