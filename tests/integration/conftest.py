@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import os
+import re
 import socket
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,3 +199,105 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 def sample(samples: Samples, name: str, **labels: str) -> float:
     """One sample's value from ``Proxy.metrics()``; 0 when the series does not exist (yet)."""
     return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+REPO = Path(__file__).resolve().parents[2]
+_LISTENING = re.compile(r"listening on \S+:(\d+) \(admin \S+:(\d+)\)")
+
+
+class ProxyProcess:
+    """``python -m proxy run --config FILE`` (what ``switchback run`` does) as a child process;
+    its ports come from its start-up log line, its stderr is kept in ``log``."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.log: list[str] = []
+        self.port = 0
+        self.admin_port = 0
+        self._reader: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    async def wait_listening(self, timeout: float = 20.0) -> None:
+        assert self.proc.stderr is not None
+        async with asyncio.timeout(timeout):
+            while True:
+                line = (await self.proc.stderr.readline()).decode(errors="replace")
+                if not line:
+                    raise AssertionError("switchback exited:\n" + "".join(self.log))
+                self.log.append(line)
+                found = _LISTENING.search(line)
+                if found:
+                    self.port, self.admin_port = int(found[1]), int(found[2])
+                    break
+        self._reader = asyncio.create_task(self._keep_reading())
+
+    async def _keep_reading(self) -> None:
+        assert self.proc.stderr is not None
+        while line := await self.proc.stderr.readline():
+            self.log.append(line.decode(errors="replace"))
+
+    def peak_rss(self) -> int:
+        """The process's peak resident set size so far (VmHWM), in bytes."""
+        status = Path(f"/proc/{self.pid}/status").read_text()
+        kib = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
+        assert kib is not None
+        return int(kib[1]) * 1024
+
+    async def wait(self, timeout: float) -> int:
+        code = await asyncio.wait_for(self.proc.wait(), timeout)
+        if self._reader is not None:
+            await asyncio.wait_for(self._reader, 5)
+        return code
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+        if self._reader is not None:
+            self._reader.cancel()
+
+
+async def run_switchback(*args: str) -> asyncio.subprocess.Process:
+    """``python -m proxy ARGS`` (the ``switchback`` command) with stdout and stderr piped."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "proxy",
+        *args,
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+@pytest.fixture
+async def switchback_process(
+    releases: Releases, tmp_path: Path
+) -> AsyncIterator[Callable[..., Awaitable[ProxyProcess]]]:
+    """``await switchback_process(extra_config_dict)`` runs Switchback as a child process."""
+    started: list[ProxyProcess] = []
+
+    async def start(extra: dict[str, Any] | None = None) -> ProxyProcess:
+        cfg = merge(base_config(releases, tmp_path / "state"), extra or {})
+        path = tmp_path / f"switchback-{len(started)}.yaml"
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        proxy = ProxyProcess(await run_switchback("run", "--config", str(path)))
+        started.append(proxy)
+        await proxy.wait_listening()
+        return proxy
+
+    yield start
+    for proxy in started:
+        await proxy.stop()

@@ -1,0 +1,186 @@
+"""Switchback as an operator runs it: ``switchback run`` / ``check`` as child processes, a bad
+config refused with a message that says where, and SIGTERM draining what is in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+import yaml
+
+from tests.integration.conftest import (
+    ProxyProcess,
+    Releases,
+    base_config,
+    header_values,
+    merge,
+    read_response,
+    run_switchback,
+)
+
+
+async def finished(*args: str) -> tuple[int, str, str]:
+    proc = await run_switchback(*args)
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+def write_config(path: Path, releases: Releases, extra: dict[str, Any]) -> Path:
+    cfg = merge(base_config(releases, path.parent / "state"), extra)
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+BAD = [
+    ({"traffic": {"weights": {"blue": 100, "green": 140}}}, "traffic.weights.green", "140"),
+    ({"upstream": {"response_timeout": "soon"}}, "upstream.response_timeout", "soon"),
+    ({"releases": {"green": {"url": "ftp://files"}}}, "releases.green.url", "ftp://files"),
+    ({"traffic": {"stable": "purple"}}, "traffic.stable", "purple"),
+]
+
+
+@pytest.mark.parametrize(("extra", "key", "value"), BAD[:2], ids=[b[1] for b in BAD[:2]])
+async def test_run_refuses_a_bad_config_saying_where(
+    releases: Releases, tmp_path: Path, extra: dict[str, Any], key: str, value: str
+) -> None:
+    path = write_config(tmp_path / "bad.yaml", releases, extra)
+    started = time.monotonic()
+    code, out, err = await finished("run", "--config", str(path))
+    assert code != 0
+    assert str(path) in err
+    assert key in err
+    assert value in err
+    assert "Traceback" not in err + out
+    assert time.monotonic() - started < 20  # refused at once, not after serving
+
+
+async def test_run_with_a_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere.yaml"
+    code, out, err = await finished("run", "--config", str(path))
+    assert code != 0
+    assert str(path) in err
+    assert "Traceback" not in err + out
+
+
+async def test_run_when_the_port_is_taken(releases: Releases, tmp_path: Path) -> None:
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        path = write_config(tmp_path / "taken.yaml", releases, {"listen": f"127.0.0.1:{port}"})
+        code, out, err = await finished("run", "--config", str(path))
+    finally:
+        server.close()
+    assert code != 0
+    assert "Traceback" not in err + out
+    assert "switchback: cannot start" in err
+
+
+async def test_check_accepts_a_good_file(releases: Releases, tmp_path: Path) -> None:
+    path = write_config(tmp_path / "good.yaml", releases, {})
+    code, out, err = await finished("check", str(path))
+    assert code == 0, err
+    assert str(path) in out
+    assert "ok" in out
+
+
+@pytest.mark.parametrize(("extra", "key", "value"), BAD, ids=[b[1] for b in BAD])
+async def test_check_refuses_a_bad_file(
+    releases: Releases, tmp_path: Path, extra: dict[str, Any], key: str, value: str
+) -> None:
+    path = write_config(tmp_path / "bad.yaml", releases, extra)
+    code, out, err = await finished("check", str(path))
+    assert code != 0
+    assert str(path) in err and key in err and value in err
+    assert "Traceback" not in err + out
+
+
+async def connection_refused(port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except ConnectionRefusedError:
+        return True
+    writer.close()
+    return False
+
+
+async def test_sigterm_drains_the_request_in_flight(
+    switchback_process: Any, releases: Releases
+) -> None:
+    proxy: ProxyProcess = await switchback_process({"server": {"drain_timeout": 5.0}})
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    try:
+        writer.write(b"GET /slow/1.5 HTTP/1.1\r\nHost: h\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.4)  # the request is at the release now
+        sent_at = time.monotonic()
+        os.kill(proxy.pid, signal.SIGTERM)
+        # New connections are refused at once ...
+        for _ in range(50):
+            if await connection_refused(proxy.port):
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the traffic port still accepts connections while draining")
+        # ... the admin listener says "not ready" meanwhile ...
+        async with aiohttp.ClientSession() as s, s.get(proxy.admin + "/readyz") as r:
+            assert r.status == 503
+        # ... and the request in flight is answered in full.
+        status, headers, body = await asyncio.wait_for(read_response(reader), 5)
+    finally:
+        writer.close()
+    assert status == 200
+    assert orjson.loads(body) == {"release": "blue", "slow": True}
+    assert header_values(headers, "Connection") == ["close"]
+    code = await proxy.wait(timeout=5)
+    assert code == 0
+    assert time.monotonic() - sent_at < 5.0
+    assert "Traceback" not in "".join(proxy.log)
+
+
+async def test_sigterm_with_an_idle_keep_alive_connection_exits_at_once(
+    switchback_process: Any, releases: Releases
+) -> None:
+    proxy: ProxyProcess = await switchback_process({"server": {"drain_timeout": 5.0}})
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    try:
+        writer.write(b"GET /users/1 HTTP/1.1\r\nHost: h\r\n\r\n")
+        status, _, _ = await asyncio.wait_for(read_response(reader), 5)
+        assert status == 200
+        started = time.monotonic()
+        os.kill(proxy.pid, signal.SIGTERM)
+        assert await proxy.wait(timeout=5) == 0
+        assert time.monotonic() - started < 2.0  # an idle connection does not hold the drain
+        assert await asyncio.wait_for(reader.read(), 2) == b""
+    finally:
+        writer.close()
+
+
+async def test_sigterm_cuts_what_outlasts_the_drain_timeout(
+    switchback_process: Any, releases: Releases
+) -> None:
+    proxy: ProxyProcess = await switchback_process({"server": {"drain_timeout": 0.5}})
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    try:
+        writer.write(b"GET /slow/2 HTTP/1.1\r\nHost: h\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.3)
+        started = time.monotonic()
+        os.kill(proxy.pid, signal.SIGTERM)
+        assert await proxy.wait(timeout=5) == 0
+        assert time.monotonic() - started < 2.0
+        try:
+            rest = await asyncio.wait_for(reader.read(), 2)
+        except ConnectionResetError:
+            rest = b""
+        assert rest == b""  # cut, with no response that could pass for a complete one
+    finally:
+        writer.close()
+    assert "drain timeout" in "".join(proxy.log)
