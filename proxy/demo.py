@@ -97,6 +97,7 @@ class Demo:
 
 SPLIT_REQUESTS: tuple[tuple[str, str], ...] = (
     ("GET", "/users/1"),
+    ("GET", "/users/2"),
     ("GET", "/users?sort_by=name"),
     ("GET", "/v0/users/1"),
     ("POST", "/users"),
@@ -124,7 +125,7 @@ async def send(demo: Demo, client: str, method: str, path: str) -> Answer:
 async def phase_split(demo: Demo) -> None:
     weights = ", ".join(f"{k} {v:g}%" for k, v in demo.config.traffic.weights.items())
     demo.out(f"\n== 1. split: {len(CLIENTS)} clients, {weights} ==\n")
-    pins = {c: r for r, clients in demo.config.traffic.pins.items() for c in clients}
+    pinned = {client for clients in demo.config.traffic.pins.values() for client in clients}
     header = ["CLIENT", "SERVED BY", *(f"{m} {p}" for m, p in SPLIT_REQUESTS)]
     rows = [header]
     for client in CLIENTS:
@@ -135,15 +136,16 @@ async def phase_split(demo: Demo) -> None:
                 continue
             answer = await send(demo, client, method, path)
             served.add(answer.served_by)
-            cells.append(f"{answer.status}{' deprecated' if answer.deprecated else ''}")
+            cells.append(f"{answer.status}{' dep' if answer.deprecated else ''}")
         who = "+".join(sorted(served))
-        if client in pins:
+        if client in pinned:
             who += " (pinned)"
         rows.append([client, who, *cells])
     demo.out(columns(rows))
     demo.out(
-        "\n'deprecated': the response carried a Deprecation header (with Sunset and Link).\n"
-        "Each client stays on one release: the split hashes its X-Client-Id."
+        "\ndep: the response carried a Deprecation header (with Sunset and Link headers).\n"
+        "POST /users sends the deprecated options.legacy flag. Each client stays on one\n"
+        "release: the split hashes its X-Client-Id; pinned clients are named in the config."
     )
 
 
