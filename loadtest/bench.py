@@ -214,6 +214,7 @@ def measure(args: argparse.Namespace, fronts: list[Target]) -> list[dict[str, An
                             "size": size,
                             "connections": conns,
                             **result.as_dict(),
+                            "load_average": os.getloadavg()[0],  # noise from other work
                         }
                     )
                     warn = f"  {result.errors} errors!" if result.errors else ""
@@ -247,7 +248,9 @@ def print_report(
     hwm = {name: mem["VmHWM"] for name, mem in memory.items() if "VmHWM" in mem}
     lines = [
         f"## Results: {info['cpus']} CPU(s) {info['cpu_model']}, {info['nginx']}, "
-        f"{args.rounds} round(s) of {args.duration} (busy) / {args.low_duration} (1 conn)",
+        f"{args.rounds} round(s) of {args.duration} (busy) / {args.low_duration} (1 conn), "
+        f"load average {info['load_average_at_start'][0]:.1f} at the start, "
+        f"{os.getloadavg()[0]:.1f} at the end",
         "",
         *report.results_table(cells, names, args.sizes, [args.connections, 1], hwm),
         "",
