@@ -368,7 +368,7 @@ async def wait_ready(demo: Demo) -> None:
                 f"Switchback exited with status {demo.proxy.returncode} while starting; "
                 f"its log ({demo.log}):\n{log_tail(demo.log)}"
             )
-        with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
             async with demo.session.get(url, timeout=aiohttp.ClientTimeout(total=1)) as resp:
                 if resp.status == 200:
                     return
@@ -437,6 +437,10 @@ async def wait_for_ctrl_c(demo: Demo) -> int:
 
 
 async def run(args: argparse.Namespace) -> int:
+    if not CONFIG.is_file():
+        raise DemoError(
+            f"{CONFIG} not found: the demo runs from a source checkout (git clone, then make demo)"
+        )
     config = load_config(CONFIG, env={**os.environ, "SWITCHBACK_ADMIN_TOKEN": TOKEN})
     check_ports(config)
     runners: list[web.AppRunner] = []
@@ -483,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--fail-rate: {args.fail_rate} is not between 0 and 1")
     try:
         return asyncio.run(run(args))
-    except (DemoError, ConfigError) as exc:
+    except (DemoError, ConfigError, OSError) as exc:  # OSError: a port taken since the check
         print(f"demo: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
