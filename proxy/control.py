@@ -21,7 +21,7 @@ from proxy.config import initial_traffic
 from proxy.config_schema import Config
 from proxy.errors import RolloutError
 from proxy.metrics import ROLLOUT_STATES, Metrics
-from proxy.rollout import Rollout, Transition, apply
+from proxy.rollout import Rollout, Transition, apply, judge
 from proxy.routing import TrafficState
 from proxy.state_store import PersistedState, load_state, save_state
 from proxy.window import Windows
@@ -103,9 +103,11 @@ class TrafficControl:
         log.info("weights set to %s", _fmt_weights(clean))
         return self.summary()
 
-    def rollback(self, reason: str = "manual") -> dict[str, Any]:
+    def rollback(self, reason: str = "manual", kind: str = "manual") -> dict[str, Any]:
+        """Everything to the stable release now. ``kind`` labels the rollbacks metric:
+        "manual" for an operator, "error_rate"/"latency" for a breach Switchback detected."""
         tr = apply(self.rollout, "rollback", time.time(), None, reason=reason)
-        self._carry_out(tr)
+        self._carry_out(tr, kind)
         if self.traffic.weights.get(self.traffic.candidate, 0.0) != 0.0:
             stable, candidate = self.traffic.stable, self.traffic.candidate
             self._swap(self.traffic.with_weights({stable: 100.0, candidate: 0.0}), "admin")
@@ -137,8 +139,13 @@ class TrafficControl:
         return self.summary()
 
     def tick(self) -> None:
-        """Called about once a second: lets the rollout judge the current window."""
-        if self.rollout.state != "ramping":
+        """Called about once a second: lets the rollout judge the current window.
+
+        While ramping, the state machine decides. Paused or waiting for promotion, the
+        candidate still carries traffic, so a breach still rolls it back (nobody is watching a
+        rollout left at 100% overnight)."""
+        state = self.rollout.state
+        if state not in ("ramping", "paused", "awaiting_promotion"):
             return
         now_wall = time.time()
         now = self.clock()
@@ -147,12 +154,17 @@ class TrafficControl:
             self.windows.snapshot(self.traffic.candidate, now, window),
             self.windows.snapshot(self.traffic.stable, now, window),
         )
+        if state != "ramping":
+            verdict = judge(stats[0], stats[1], self.rollout.thresholds)
+            if verdict.outcome == "fail":
+                self.rollback(verdict.reason, _reason_kind(verdict.reason))
+            return
         tr = apply(self.rollout, "tick", now_wall, stats)
         if tr.rollout != self.rollout:
-            self._carry_out(tr)
+            self._carry_out(tr, _reason_kind(tr.reason))
 
     # -- carrying out decisions --
-    def _carry_out(self, tr: Transition) -> None:
+    def _carry_out(self, tr: Transition, rollback_kind: str = "manual") -> None:
         traffic = self.traffic
         self.rollout = tr.rollout
         if tr.promote:
@@ -169,8 +181,7 @@ class TrafficControl:
         if tr.log:
             log.info("rollout: %s", tr.log)
         if tr.rolled_back:
-            kind = _reason_kind(tr.reason)
-            self.metrics.rollbacks.labels(kind).inc()
+            self.metrics.rollbacks.labels(rollback_kind).inc()
             self.on_rollback(self.traffic.candidate)
         self._swap(traffic, "admin")
 
@@ -245,12 +256,13 @@ def check_weights(weights: Mapping[str, Any], traffic: TrafficState) -> dict[str
 
 
 def _reason_kind(reason: str | None) -> str:
+    """The rollbacks metric's label for a breach the rollout detected (from judge's reason)."""
     text = (reason or "").lower()
-    if "5xx" in text or "error" in text:
+    if "5xx" in text:
         return "error_rate"
-    if "p99" in text or "latency" in text:
+    if "p99" in text:
         return "latency"
-    return "manual"
+    return "breach"
 
 
 def _fmt_weights(weights: Mapping[str, float]) -> str:
