@@ -213,7 +213,9 @@ class Forward:
 
     # -- response side (upstream events) -------------------------------------------------------
     def up_interim(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-        if not self.head_sent:
+        # 100 Continue, 103 Early Hints: never to an HTTP/1.0 client, which would take them
+        # for the final response (RFC 9110, section 15.2).
+        if not self.head_sent and not self.conn.http10:
             self.conn.write(
                 http1.status_line(status, reason)
                 + http1.serialize_headers(http1.end_to_end(headers))

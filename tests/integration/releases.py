@@ -192,7 +192,8 @@ class ScriptedRelease:
     and returns the bytes to answer, or a list of byte strings to send with pauses (floats,
     in seconds) between them, or None to close the connection without answering. The
     connection closes after an answer containing ``Connection: close`` or no framing at all,
-    and also when ``close_after`` is set.
+    and also when ``close_after`` is set. ``Expect: 100-continue`` is answered before the body
+    is read, as a server should.
     """
 
     def __init__(self, script: Script, close_after: bool = False) -> None:
@@ -223,6 +224,8 @@ class ScriptedRelease:
                 n += 1
                 self.heads.append(head)
                 length = _content_length(head)
+                if b"\r\nexpect: 100-continue\r\n" in head.lower():
+                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 if length:
                     await reader.readexactly(length)
                 answer = await self.script(n, head)

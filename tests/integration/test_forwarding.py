@@ -479,3 +479,51 @@ async def test_pipelined_requests_are_answered_in_order(
     assert second["body_sha256"] == hashlib.sha256(payload).hexdigest()
     assert orjson.loads(answers[2][2])["target"] == "/third"
     assert orjson.loads(answers[3][2])["user"]["id"] == "4"
+
+
+# -- interim responses ---------------------------------------------------------------------------
+
+
+async def echo_body(n: int, head: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+async def test_100_continue_reaches_an_http11_client(switchback: StartProxy, scripted: Any) -> None:
+    release = await scripted(echo_body)
+    proxy = await switchback({"releases": {"blue": {"url": release.url}}})
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    try:
+        writer.write(
+            b"POST /big HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"
+        )
+        # The client holds its body back until the release says go on.
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(b"hello")
+        status, _, body = await asyncio.wait_for(read_response(reader), 5)
+    finally:
+        writer.close()
+    assert (status, body) == (200, b"ok")
+
+
+async def test_no_interim_response_reaches_an_http10_client(
+    switchback: StartProxy, scripted: Any
+) -> None:
+    async def early_hints(n: int, head: bytes) -> bytes:
+        return (
+            b"HTTP/1.1 103 Early Hints\r\nLink: </app.css>; rel=preload\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        )
+
+    release = await scripted(early_hints)
+    proxy = await switchback({"releases": {"blue": {"url": release.url}}})
+    for version, interim in ((b"1.1", True), (b"1.0", False)):
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        try:
+            writer.write(b"GET /page HTTP/%s\r\nHost: h\r\nConnection: close\r\n\r\n" % version)
+            answer = await asyncio.wait_for(reader.read(), 5)
+        finally:
+            writer.close()
+        # An HTTP/1.0 client would take a 1xx for the final response (RFC 9110, 15.2).
+        assert answer.startswith(b"HTTP/1.1 103 Early Hints\r\n") is interim
+        assert b"HTTP/1.1 200 OK\r\n" in answer
