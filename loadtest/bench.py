@@ -41,7 +41,7 @@ from targets import CLIENT_HEADER, HOST, SIZES, Processes, StartError, Target
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS = ("plain", "rules")
-INSTALL_HINT = "install them with: sudo apt-get install wrk nginx-light"
+INSTALL_HINT = "install with: sudo apt-get install wrk nginx-light"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
