@@ -527,3 +527,65 @@ async def test_no_interim_response_reaches_an_http10_client(
         # An HTTP/1.0 client would take a 1xx for the final response (RFC 9110, 15.2).
         assert answer.startswith(b"HTTP/1.1 103 Early Hints\r\n") is interim
         assert b"HTTP/1.1 200 OK\r\n" in answer
+
+
+# -- with response inspection on -----------------------------------------------------------------
+
+INSPECT = {
+    "deprecations": [{"id": "user-role", "field": "user.role", "deprecated": "2026-06-01"}],
+    "telemetry": {"max_body_bytes": 4096},
+}
+
+
+@pytest.mark.parametrize("path", ["/users/5", "/gzip", "/items"])
+async def test_inspected_responses_reach_the_client_byte_for_byte(
+    switchback: StartProxy, releases: Releases, path: str
+) -> None:
+    proxy = await switchback(INSPECT)
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        async with session.get(releases.blue.url + path) as direct:
+            expected = await direct.read()
+        async with session.get(proxy.url + path) as resp:
+            got = await resp.read()
+            deprecation = resp.headers.get("Deprecation")
+    assert got == expected
+    # The inspection did run: user.role is in /users/5 and /gzip (decoded), not in /items.
+    assert (deprecation is not None) is (path != "/items")
+
+
+def json_in_pieces(pieces: list[bytes], pause: float) -> Any:
+    async def script(n: int, head: bytes) -> list[bytes | float]:
+        parts: list[bytes | float] = [
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        ]
+        for piece in pieces:
+            parts += [b"%x\r\n%s\r\n" % (len(piece), piece), pause]
+        parts.append(b"0\r\n\r\n")
+        return parts
+
+    return script
+
+
+async def test_inspected_chunked_body_is_held_then_sent_whole(
+    switchback: StartProxy, scripted: Any
+) -> None:
+    pieces = [b'{"user": {"id": 1, ', b'"role": "admin", ', b'"name": "' + b"n" * 500 + b'"}}']
+    release = await scripted(json_in_pieces(pieces, 0.05))
+    proxy = await switchback({**INSPECT, "releases": {"blue": {"url": release.url}}})
+    status, headers, body = await raw_exchange(proxy.port, b"GET /u HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert status == 200
+    assert body == b"".join(pieces)
+    assert header_values(headers, "Deprecation") == ["@1780272000"]
+
+
+async def test_body_over_the_inspection_cap_streams_on_uninspected(
+    switchback: StartProxy, scripted: Any
+) -> None:
+    pieces = [b'{"user": {"role": "admin", "blob": "'] + [b"x" * 1500] * 8 + [b'"}}']
+    release = await scripted(json_in_pieces(pieces, 0.02))
+    proxy = await switchback({**INSPECT, "releases": {"blue": {"url": release.url}}})
+    status, headers, body = await raw_exchange(proxy.port, b"GET /u HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert status == 200
+    assert body == b"".join(pieces)
+    assert header_values(headers, "Deprecation") == []  # past the cap: not inspected
