@@ -23,7 +23,7 @@ from proxy.bodyinspect import decoded_copy, is_json_content_type
 from proxy.config_schema import Config
 from proxy.depheaders import deprecation_headers
 from proxy.deprecations import Rule, RuleSet
-from proxy.labels import ClientLabels
+from proxy.labels import OTHER, ClientLabels
 from proxy.ledger import Ledger
 from proxy.metrics import Metrics
 from proxy.pipeline import Exchange, Step
@@ -40,6 +40,7 @@ class Telemetry:
         self.metrics = metrics
         self.rules = RuleSet.compile(config.deprecations)
         self.labels = ClientLabels(config.clients.known, config.clients.max_tracked)
+        self._labelled: dict[str, None] = {}  # clients with their own label, in order of arrival
         self.ledger: Ledger | None = None
         self._uses: dict[tuple[str, str, str], Counter] = {}
         self._seen: dict[tuple[str, str], Gauge] = {}
@@ -66,8 +67,16 @@ class Telemetry:
             await self.ledger.close()
 
     def reconfigure(self, config: Config) -> None:
+        old = self.config.clients
         self.config = config
         self.rules = RuleSet.compile(config.deprecations)
+        new = config.clients
+        if (new.known, new.max_tracked) != (old.known, old.max_tracked):
+            # A client named in ``known`` gets its own label at once; the clients that had one
+            # keep it (within the new bound), in the order they first got it.
+            self.labels = ClientLabels(new.known, new.max_tracked)
+            for client in self._labelled:
+                self.labels.label(client)
         self._publish_dates()
         if self.ledger is not None:
             self.ledger.register_elements((d.id for d in config.deprecations), time.time())
@@ -82,6 +91,8 @@ class Telemetry:
         counter = self._uses.get(key)
         if counter is None:
             counter = self._uses[key] = self.metrics.deprecated.labels(rule.id, kind, label)
+            if label != OTHER:
+                self._labelled.setdefault(label)
         counter.inc()
         seen_key = (rule.id, label)
         gauge = self._seen.get(seen_key)

@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+import yaml
 
 from tests.integration.conftest import Proxy, StartProxy, raw_exchange
 from tests.integration.helpers_telemetry import (
@@ -360,3 +361,25 @@ async def test_an_api_key_identifies_the_client_without_ever_appearing(
 async def _text(url: str) -> str:
     async with aiohttp.ClientSession() as session, session.get(url) as resp:
         return await resp.text()
+
+
+async def test_a_client_made_known_by_a_reload_gets_its_own_label(
+    switchback: StartProxy, app: TelemetryApp
+) -> None:
+    proxy = await switchback(config(app, clients={"known": ["a"], "max_tracked": 1}))
+    await fetch(proxy.url, "/users/1", client="first")  # takes the one tracked label
+    await fetch(proxy.url, "/users/1", client="partner")  # beyond the bound: "other"
+
+    cfg = yaml.safe_load(proxy.config_path.read_text())
+    cfg["clients"]["known"] = ["a", "partner"]
+    proxy.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    status, _ = await proxy.admin_call("POST", "/reload")
+    assert status == 200
+    for client in ("partner", "first", "newcomer"):
+        await fetch(proxy.url, "/users/1", client=client)
+
+    assert counts(await proxy.metrics()) == {
+        ("user-role", "exposure", "first"): 2.0,  # keeps the label it had
+        ("user-role", "exposure", "partner"): 1.0,  # known now
+        ("user-role", "exposure", "other"): 2.0,  # partner before the reload, newcomer after
+    }
