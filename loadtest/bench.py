@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from types import FrameType
@@ -137,12 +138,8 @@ def start_targets(procs: Processes, tools: dict[str, str], variants: list[str]) 
         procs.wait_port(f"nginx-{name}", port)
         if name != "front":
             return Target("direct", f"http://{HOST}:{port}")
-        # The master only supervises; the worker is the one that proxies and holds memory.
         return Target(
-            "nginx",
-            f"http://{HOST}:{port}",
-            pid=lambda: next(iter(targets.children(proc.pid)), None),
-            expect_headers=("X-Served-By",),
+            "nginx", f"http://{HOST}:{port}", proc.pid, worker=True, expect_headers=("X-Served-By",)
         )
 
     direct = nginx("upstream", targets.upstream_nginx_conf(work, site, blue, green), blue)
@@ -160,7 +157,7 @@ def start_targets(procs: Processes, tools: dict[str, str], variants: list[str]) 
             Target(
                 name,
                 f"http://{HOST}:{listen}",
-                pid=lambda p=proc: p.pid,  # type: ignore[misc]
+                proc.pid,
                 expect_headers=("X-Served-By", *(("Deprecation",) if with_rules else ())),
                 refuse_headers=() if with_rules else ("Deprecation",),
             )
@@ -172,7 +169,11 @@ def check(target: Target, size: str) -> None:
     """One request by hand before measuring: a fast wrong answer must not pass for speed."""
     path, length = SIZES[size]
     request = urllib.request.Request(target.base_url + path, headers={CLIENT_HEADER: "check-1"})
-    with urllib.request.urlopen(request, timeout=5) as resp:  # noqa: S310 - loopback only
+    try:
+        resp = urllib.request.urlopen(request, timeout=5)  # noqa: S310 - loopback only
+    except (OSError, urllib.error.URLError) as exc:  # HTTPError (a 4xx/5xx) is a URLError
+        raise StartError(f"{target.name}: GET {path} failed: {exc}") from None
+    with resp:
         body = resp.read()
         problems = []
         if resp.status != 200:
@@ -230,7 +231,9 @@ def measure(args: argparse.Namespace, fronts: list[Target]) -> list[dict[str, An
 def peak_rss(fronts: list[Target]) -> dict[str, dict[str, int]]:
     out = {}
     for target in fronts:
-        pid = target.pid()
+        pid = target.pid
+        if pid is not None and target.worker:
+            pid = next(iter(targets.children(pid)), None)
         if pid is not None:
             out[target.name] = targets.memory_kb(pid)
     return out

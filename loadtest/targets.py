@@ -20,7 +20,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,11 +32,13 @@ DEPRECATED_FIELD = "user.role"
 
 @dataclass(frozen=True)
 class Target:
-    """One thing wrk hits. ``pid`` is whose memory counts (None: not measured)."""
+    """One thing wrk hits, and whose memory counts: ``pid`` (None: not measured), or its first
+    child when ``worker`` is set (nginx: the master only supervises, the worker proxies)."""
 
     name: str
     base_url: str
-    pid: Callable[[], int | None] = lambda: None
+    pid: int | None = None
+    worker: bool = False
     expect_headers: tuple[str, ...] = ()  # response headers a correct answer carries
     refuse_headers: tuple[str, ...] = ()  # ... and headers it must not carry
 
