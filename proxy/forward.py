@@ -11,7 +11,9 @@ Failure rules (the app must never see a request twice unless it is safe):
   traffic, else a JSON 502 naming the release;
 - no response head within the response timeout: a JSON 504;
 - a reused keep-alive connection closed before any response byte: the request is sent once more
-  on a fresh connection when the proxy still holds all of it (the app did not answer it);
+  on a fresh connection when the proxy still holds all of it and it is idempotent (the release
+  most likely closed the idle connection before reading it, but may have acted on it: a POST
+  is never sent twice, RFC 9110 section 9.2.2, unless it carries an Idempotency-Key);
 - the release broke off after the response head went out: the client's connection is aborted,
   so a truncated body is never presented as complete.
 """
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from proxy.listener import ClientConnection
 
 REPLAY_LIMIT = 64 * 1024  # keep a copy of what was sent, up to this, to retry a stale connection
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 PENDING_LIMIT = 256 * 1024  # request bytes buffered while connecting before reading pauses
 
 
@@ -326,6 +329,7 @@ class Forward:
             and self.replay is not None
             and not self.retried
             and self.pool is not None
+            and _replayable(self.ex)
         ):
             # A stale keep-alive connection: the release closed it before reading the request.
             self.retried = True
@@ -444,6 +448,10 @@ class Forward:
         ex.outcome = outcome
         self.ctx.pipeline.done(ex)
         self.conn.exchange_finished(self, self.keep_alive and self.request_done)
+
+
+def _replayable(ex: Exchange) -> bool:
+    return ex.method in IDEMPOTENT or ex.header(b"idempotency-key") is not None
 
 
 def _fits(length: bytes, cap: int) -> bool:

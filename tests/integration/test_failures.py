@@ -207,25 +207,56 @@ async def test_release_answering_garbage_is_a_json_502(
     assert proxy_error(status, headers, body)["error"] == "upstream_broken"
 
 
+async def one_per_connection(n: int, head: bytes) -> bytes | None:
+    """Answers the first request on a connection; closes under the second, unanswered."""
+    if n > 1:
+        return None
+    return b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        GET,
+        b"PUT /x/1 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc",
+        b"DELETE /x/1 HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"POST /x HTTP/1.1\r\nHost: h\r\nIdempotency-Key: k-1\r\nContent-Length: 3\r\n\r\nabc",
+    ],
+    ids=["GET", "PUT", "DELETE", "POST-idempotency-key"],
+)
 async def test_stale_keep_alive_connection_is_retried_on_a_fresh_one(
-    switchback: StartProxy, scripted: Any
+    switchback: StartProxy, scripted: Any, request_bytes: bytes
 ) -> None:
     """The release closes an idle keep-alive connection just as a request goes out on it:
-    the proxy, still holding the whole request, sends it once more on a new connection."""
-
-    async def one_per_connection(n: int, head: bytes) -> bytes | None:
-        if n > 1:
-            return None
-        return b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-
+    the proxy, still holding the whole request, sends an idempotent one once more on a new
+    connection."""
     release = await scripted(one_per_connection)
     proxy = await switchback({"releases": {"blue": {"url": release.url}}})
     for _ in range(3):
-        status, _, body = await raw_exchange(proxy.port, GET)
+        status, _, body = await raw_exchange(proxy.port, request_bytes)
         assert (status, body) == (200, b"ok")
     assert release.connections == 3
+    assert len(release.heads) == 5  # 3 answered + 2 that met a closing connection
     samples = await proxy.metrics()
     assert sample(samples, ERRORS, release="blue", kind="broken") == 0
+
+
+async def test_non_idempotent_request_is_never_sent_twice(
+    switchback: StartProxy, scripted: Any
+) -> None:
+    """A POST that met a closing keep-alive connection may have been acted on by the app
+    (RFC 9110, 9.2.2: a proxy must not retry it): the client gets a 502, the app saw it once."""
+    release = await scripted(one_per_connection)
+    proxy = await switchback({"releases": {"blue": {"url": release.url}}})
+    post = b"POST /orders HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"
+    assert (await raw_exchange(proxy.port, post))[0] == 200
+    status, headers, body = await raw_exchange(proxy.port, post)
+    assert status == 502
+    assert proxy_error(status, headers, body)["error"] == "upstream_broken"
+    assert len(release.heads) == 2
+    assert release.connections == 1
+    samples = await proxy.metrics()
+    assert sample(samples, ERRORS, release="blue", kind="broken") == 1
 
 
 async def test_head_is_not_held_back_until_the_first_body_byte(
