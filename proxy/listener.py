@@ -142,9 +142,10 @@ class ClientConnection(asyncio.Protocol):
 
     # -- httptools callbacks ---------------------------------------------------------------
     def on_message_begin(self) -> None:
+        # Still "idle" for the sweep until the head is complete: a head that never completes
+        # (a stalled or trickling client) does not hold the connection past the timeout.
         self.url = b""
         self.headers = []
-        self.idle_since = 0.0
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -153,6 +154,7 @@ class ClientConnection(asyncio.Protocol):
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        self.idle_since = 0.0
         parser = self.parser
         method = parser.get_method().decode("ascii")
         if method == "CONNECT":  # llhttp reports it as an upgrade next: answered with a 400

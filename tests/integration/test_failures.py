@@ -10,6 +10,7 @@ import struct
 import time
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 
@@ -407,3 +408,30 @@ async def test_half_closed_client_gets_its_answers_then_the_connection_closes(
         writer.close()
     await asyncio.sleep(0.05)
     assert len(proxy.runtime.listener.connections) == 0
+
+
+async def closed_within(reader: asyncio.StreamReader, seconds: float) -> bool:
+    try:
+        return await asyncio.wait_for(reader.read(), seconds) == b""
+    except TimeoutError:
+        return False
+
+
+@pytest.mark.parametrize("sent", [b"", b"GET /slow-loris HT", b"GET / HTTP/1.1\r\nHost: h\r\n"])
+async def test_idle_or_stalled_client_connections_are_closed(
+    switchback: StartProxy, releases: Releases, sent: bytes
+) -> None:
+    """A connection that never completes a request head (nothing sent, or a head trickling
+    in) is closed after the keep-alive timeout instead of being held for ever."""
+    proxy = await switchback()
+    runtime = proxy.runtime
+    runtime.settings = msgspec.structs.replace(runtime.settings, keepalive_timeout=0.3)
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    try:
+        writer.write(sent)
+        await writer.drain()
+        assert await closed_within(reader, 2.0)
+    finally:
+        writer.close()
+    assert releases.blue.seen == []
+    await still_serving(proxy)
