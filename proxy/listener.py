@@ -301,9 +301,12 @@ class ClientConnection(asyncio.Protocol):
                 self.transport.close()
 
     def drain(self) -> None:
-        """Stop keep-alive: close now if idle, else after the response in flight."""
+        """Stop keep-alive: close now if idle, else after the response in flight. A tunnel
+        never ends by itself: its client is told to reconnect (1012) now."""
         self.draining = True
-        if self.active is None and self.tunnel is None and self.transport is not None:
+        if self.tunnel is not None:
+            self.tunnel.close_for_restart()
+        elif self.active is None and self.transport is not None:
             self.transport.close()
 
 

@@ -184,3 +184,23 @@ async def test_sigterm_cuts_what_outlasts_the_drain_timeout(
     finally:
         writer.close()
     assert "drain timeout" in "".join(proxy.log)
+
+
+async def test_sigterm_tells_websocket_clients_to_reconnect(
+    switchback_process: Any, releases: Releases
+) -> None:
+    """A WebSocket is no request in flight that will end by itself: on SIGTERM its client
+    gets a Close frame with 1012 (service restart) at once, and the stop does not wait out
+    the drain timeout for it."""
+    proxy: ProxyProcess = await switchback_process({"server": {"drain_timeout": 10.0}})
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(proxy.url + "/ws") as ws:
+            await ws.send_str("hi")
+            assert await ws.receive_str(timeout=5) == "blue:hi"
+            started = time.monotonic()
+            os.kill(proxy.pid, signal.SIGTERM)
+            msg = await ws.receive(timeout=5)
+            assert msg.type == aiohttp.WSMsgType.CLOSE
+            assert msg.data == 1012
+    assert await proxy.wait(timeout=5) == 0
+    assert time.monotonic() - started < 3.0
