@@ -135,9 +135,7 @@ async def stop_proxy(proc: asyncio.subprocess.Process, grace: float = 15.0) -> N
 
 async def try_it(demo: Demo) -> str:
     sb = Path(sys.executable).with_name("switchback")
-    cli = str(sb.relative_to(Path.cwd()) if sb.is_relative_to(Path.cwd()) else sb)
-    if not sb.exists():  # not installed next to this Python: hope it is on PATH
-        cli = "switchback"
+    cli = _short(sb) if sb.exists() else "switchback"  # else hope it is on PATH
     base, admin = demo.base, demo.admin
     # Asking for a release by name shows most on the one that carries less traffic now.
     _, status = await admin_call(demo, "GET", "/status")
@@ -161,8 +159,15 @@ Switchback {base}   admin {admin}   {releases}
   SWITCHBACK_ADMIN_TOKEN={TOKEN} {cli} rollback
   SWITCHBACK_ADMIN_TOKEN={TOKEN} {cli} promote
 
+To see an automatic rollback, run the demo with a failing green:
+  {_short(Path(sys.executable))} -m proxy.demo --fail-rate 0.3
+
 Switchback's log: {demo.log}
 Press Ctrl-C to stop."""
+
+
+def _short(path: Path) -> str:
+    return str(path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path)
 
 
 async def wait_for_ctrl_c(demo: Demo) -> int:
