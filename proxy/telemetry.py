@@ -158,7 +158,8 @@ class DeprecationStep(Step):
         if not rules or ex.method == "HEAD" or ex.status in (204, 304):
             return
         if not is_json_content_type(ex.response_header(b"content-type")):
-            self.t.skipped("not_json")
+            if not _empty(ex.response_header(b"content-length")):  # a body it cannot read
+                self.t.skipped("not_json")
             return
         ex.notes["dep_resp_rules"] = rules
         ex.want_response_body = True
@@ -205,6 +206,14 @@ class DeprecationStep(Step):
             self.t.count(rule, "use", client, now)
         for rule in _unique(exposed):
             self.t.count(rule, "exposure", client, now)
+
+
+def _empty(content_length: bytes | None) -> bool:
+    """Whether a Content-Length announces no body (a redirect, an empty 200)."""
+    if content_length is None:
+        return False
+    text = content_length.strip()
+    return text.isdigit() and int(text) == 0
 
 
 def _unique(rules: list[Rule] | None) -> list[Rule]:

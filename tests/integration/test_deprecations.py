@@ -285,6 +285,20 @@ async def test_a_body_not_inspected_passes_through_and_is_counted_by_reason(
     assert skips(samples) == {reason: 1.0}
 
 
+async def test_a_response_without_a_body_is_not_counted_as_skipped(
+    switchback: StartProxy, app: TelemetryApp
+) -> None:
+    """A redirect or an empty 200 has no Content-Type because it has no body to inspect."""
+    proxy = await switchback(config(app))
+    for shape in ("redirect", "empty"):
+        reply = await fetch(proxy.url, "/users/1", client="reader", shape=shape)
+        assert reply.status in (200, 302)
+        assert reply.body == b""
+    samples = await proxy.metrics()
+    assert skips(samples) == {}
+    assert counts(samples) == {}
+
+
 async def test_a_request_to_an_unrelated_route_pays_nothing(
     switchback: StartProxy, app: TelemetryApp
 ) -> None:
