@@ -135,9 +135,13 @@ class DeprecationStep(Step):
         if used:
             ex.notes["dep_used"] = list(used)
         body_rules = rules.request_field_rules(ex.method, ex.path)
-        if body_rules and is_json_content_type(ex.header(b"content-type")):
+        if not body_rules:
+            return
+        if is_json_content_type(ex.header(b"content-type")):
             ex.notes["dep_req_rules"] = body_rules
             ex.want_request_body = True
+        elif _has_body(ex):  # a form or an upload where a request-field rule applies
+            self.t.skipped("not_json")
 
     def request_body(self, ex: Exchange, body: bytes) -> None:
         rules = ex.notes.get("dep_req_rules")
@@ -206,6 +210,14 @@ class DeprecationStep(Step):
             self.t.count(rule, "use", client, now)
         for rule in _unique(exposed):
             self.t.count(rule, "exposure", client, now)
+
+
+def _has_body(ex: Exchange) -> bool:
+    """Whether a request's head announces a body (chunked, or a Content-Length above 0)."""
+    if ex.header(b"transfer-encoding") is not None:
+        return True
+    length = ex.header(b"content-length")
+    return length is not None and not _empty(length)
 
 
 def _empty(content_length: bytes | None) -> bool:

@@ -299,6 +299,65 @@ async def test_a_response_without_a_body_is_not_counted_as_skipped(
     assert counts(samples) == {}
 
 
+LEGACY_BYTES = orjson.dumps({"options": {"legacy": True}})
+REQUEST_SKIPS = [
+    # Content-Type, extra headers, body, reason
+    ("application/x-www-form-urlencoded", {}, b"options.legacy=1", "not_json"),
+    ("text/plain", {}, LEGACY_BYTES, "not_json"),
+    ("application/json", {}, LEGACY_BYTES[:-2], "malformed"),
+    (
+        "application/json",
+        {"Content-Encoding": "compress"},
+        b"\x1f\x9d\x90" + LEGACY_BYTES,
+        "encoding",
+    ),
+    ("application/json", {}, LEGACY_BYTES[:-1] + b', "pad": "' + b"x" * 200 + b'"}', "too_large"),
+]
+
+
+@pytest.mark.parametrize(("content_type", "extra", "body", "reason"), REQUEST_SKIPS)
+async def test_a_request_body_not_inspected_is_forwarded_and_counted_by_reason(
+    switchback: StartProxy,
+    app: TelemetryApp,
+    content_type: str,
+    extra: dict[str, str],
+    body: bytes,
+    reason: str,
+) -> None:
+    only_body_rules = [d for d in DEPRECATIONS if "request_field" in d]
+    proxy = await switchback(
+        {
+            "releases": {"blue": {"url": app.url}},
+            "deprecations": only_body_rules,
+            "telemetry": {"max_body_bytes": 100},
+        }
+    )
+    headers = {"Content-Type": content_type, **extra}
+    reply = await fetch(
+        proxy.url, "/orders", client="writer", method="POST", headers=headers, body=body
+    )
+    assert reply.status == 200
+    if "Content-Encoding" not in extra:  # aiohttp's server would try to undo it
+        assert app.received[-1] == ("POST", "/orders", body)
+    samples = await proxy.metrics()
+    assert skips(samples) == {reason: 1.0}
+    assert counts(samples) == {}
+
+
+async def test_requests_without_a_body_or_off_the_route_are_not_counted_as_skipped(
+    switchback: StartProxy, app: TelemetryApp
+) -> None:
+    only_body_rules = [d for d in DEPRECATIONS if "request_field" in d]
+    proxy = await switchback(
+        {"releases": {"blue": {"url": app.url}}, "deprecations": only_body_rules}
+    )
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    await fetch(proxy.url, "/orders", method="GET")
+    await fetch(proxy.url, "/orders", method="POST", headers=form, body=b"")
+    await fetch(proxy.url, "/carts", method="POST", headers=form, body=b"options.legacy=1")
+    assert skips(await proxy.metrics()) == {}
+
+
 async def test_a_request_to_an_unrelated_route_pays_nothing(
     switchback: StartProxy, app: TelemetryApp
 ) -> None:
