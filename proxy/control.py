@@ -75,14 +75,16 @@ class TrafficControl:
         """A reloaded config: pins and override header always follow the file; the split
         follows it only when the file's traffic section changed."""
         old = self.config
+        if config.traffic != old.traffic and self.rollout.state in ("ramping", "paused"):
+            # Refused before anything changes: the file's split must still count as new at the
+            # next reload, once the rollout is over.
+            raise RolloutError(
+                f"{config.source}: traffic: the file changes the split while a rollout is "
+                f"{self.rollout.state}; roll back or promote first"
+            )
         self.config = config
         base = initial_traffic(config)
         if config.traffic != old.traffic:
-            if self.rollout.state in ("ramping", "paused"):
-                raise RolloutError(
-                    f"{config.source}: traffic: the file changes the split while a rollout is "
-                    f"{self.rollout.state}; roll back or promote first"
-                )
             self.traffic = base
             self.source = "config"
         else:

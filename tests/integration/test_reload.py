@@ -1,0 +1,249 @@
+"""Hot reload: POST /reload, SIGHUP and the config file watcher. A valid change takes effect
+without a restart; an invalid file, or a change that would pull a release's URL from under its
+traffic, is refused with the reason, counted, and the old config stays in force while traffic
+flows on without a failed request."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.integration.conftest import Proxy, Releases, StartProxy, base_config, merge, sample
+from tests.integration.helpers_rollout import (
+    Load,
+    Process,
+    Processes,
+    failed,
+    fetch,
+    poll,
+    processes_fixture,  # noqa: F401 - the processes fixture
+    read_config,
+    status_of,
+    wait_until,
+    write_config,
+)
+from tests.integration.releases import start_release
+
+
+async def reload_counts(proxy: Proxy | Process) -> tuple[float, float]:
+    """(reloads that took effect, reloads refused), from /metrics."""
+    if isinstance(proxy, Proxy):
+        samples = await proxy.metrics()
+    else:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        async with aiohttp.ClientSession() as s, s.get(proxy.admin + "/metrics") as r:
+            text = await r.text()
+        samples = {
+            (smp.name, frozenset(smp.labels.items())): smp.value
+            for family in text_string_to_metric_families(text)
+            for smp in family.samples
+        }
+    return (
+        sample(samples, "switchback_config_reloads_total"),
+        sample(samples, "switchback_config_reload_failures_total"),
+    )
+
+
+def edit(path: Path, change: dict[str, Any]) -> None:
+    write_config(path, merge(read_config(path), change))
+
+
+# -- the refused URL change --
+
+
+async def test_url_change_under_traffic_is_refused_and_the_old_url_serves_on(
+    switchback: StartProxy, releases: Releases
+) -> None:
+    proxy = await switchback()
+    other, runner = await start_release("blue-elsewhere")
+    try:
+        async with Load(proxy.url, clients=10) as load:
+            await load.wait_for_requests(50)
+            edit(proxy.config_path, {"releases": {"blue": {"url": other.url}}})
+            code, body = await proxy.admin_call("POST", "/reload")
+            await load.wait_for_requests(50)
+        assert code == 400
+        # The count in flight depends on the moment; the rest of the message does not.
+        assert re.fullmatch(
+            re.escape(f"{proxy.config_path}: releases.blue.url: {other.url} refused: blue carries")
+            + r" 100% of traffic and \d+ request\(s\) in flight; a release's URL may change only"
+            r" at 0% with nothing in flight",
+            body["error"],
+        ), body
+        assert other.seen == []
+        assert {(r.status, r.release) for r in load.results} == {(200, "blue")}
+        assert (await status_of(proxy))["releases"]["blue"]["url"] == releases.blue.url
+        assert await reload_counts(proxy) == (0, 1)
+    finally:
+        await runner.cleanup()
+
+
+async def test_url_change_with_requests_in_flight_is_refused_until_they_finish(
+    switchback: StartProxy, releases: Releases
+) -> None:
+    """Green carries 0% of the weighted traffic, but a request sent to it with the override
+    header is in flight: its URL may not change until that request is answered."""
+    proxy = await switchback({"traffic": {"override_header": "X-Release"}})
+    other, runner = await start_release("green-next")
+    try:
+        async with aiohttp.ClientSession() as session:
+            slow = asyncio.create_task(
+                fetch(session, proxy.url, "/slow/0.5", "c", headers={"X-Release": "green"})
+            )
+            await poll(
+                lambda: status_of(proxy),
+                lambda s: s["releases"]["green"]["in_flight"] == 1,
+                5,
+                "the slow request in flight",
+            )
+            edit(proxy.config_path, {"releases": {"green": {"url": other.url}}})
+            code, body = await proxy.admin_call("POST", "/reload")
+            assert code == 400
+            assert body["error"].startswith(
+                f"{proxy.config_path}: releases.green.url: {other.url} refused: green carries "
+                "0% of traffic and 1 request(s) in flight"
+            )
+            result = await slow
+            assert (result.status, result.release) == (200, "green")  # not cut by the refusal
+
+            code, body = await proxy.admin_call("POST", "/reload")
+            assert code == 200, body
+            after = await fetch(session, proxy.url, "/x", "c", headers={"X-Release": "green"})
+        assert (after.status, after.served_by, after.release) == (200, "green", "green-next")
+        assert await reload_counts(proxy) == (1, 1)
+    finally:
+        await runner.cleanup()
+
+
+# -- invalid files --
+
+
+async def test_invalid_file_via_post_reload_is_400_with_the_key_path(
+    switchback: StartProxy,
+) -> None:
+    proxy = await switchback({"traffic": {"weights": {"blue": 80, "green": 20}}})
+    good = proxy.config_path.read_text()
+    async with Load(proxy.url, clients=20) as load:
+        await load.wait_for_requests(50)
+        edit(proxy.config_path, {"traffic": {"weights": {"blue": 100, "green": 140}}})
+        code, body = await proxy.admin_call("POST", "/reload")
+        problem = "traffic.weights.green: 140 is not a percentage (0-100)"
+        assert (code, body) == (400, {"error": f"{proxy.config_path}: {problem}"})
+        proxy.config_path.write_text(good.replace("connect_timeout: 1.0", "connect_timeout: soon"))
+        code, body = await proxy.admin_call("POST", "/reload")
+        assert (code, body) == (
+            400,
+            {"error": f"{proxy.config_path}: upstream.connect_timeout: 'soon' is not a number"},
+        )
+        proxy.config_path.write_text("releases: [\n")
+        code, body = await proxy.admin_call("POST", "/reload")
+        assert code == 400 and "invalid YAML" in body["error"]
+        await load.wait_for_requests(100)
+    assert failed(load.results) == []
+    assert (await status_of(proxy))["weights"] == {"blue": 80.0, "green": 20.0}
+    assert 0 < sum(r.served_by == "green" for r in load.results) < len(load.results)
+    assert await reload_counts(proxy) == (0, 3)
+
+
+async def test_split_change_refused_during_a_rollout_applies_once_it_is_over(
+    switchback: StartProxy,
+) -> None:
+    proxy = await switchback({"rollout": {"steps": [10, 100], "step_seconds": 30.0}})
+    code, _ = await proxy.admin_call("POST", "/rollout")
+    assert code == 200
+    edit(proxy.config_path, {"traffic": {"weights": {"blue": 50, "green": 50}}})
+    code, body = await proxy.admin_call("POST", "/reload")
+    assert (code, body) == (
+        400,
+        {
+            "error": f"{proxy.config_path}: traffic: the file changes the split while a rollout "
+            "is ramping; roll back or promote first"
+        },
+    )
+    assert (await status_of(proxy))["weights"] == {"blue": 90.0, "green": 10.0}
+
+    code, _ = await proxy.admin_call("POST", "/rollback")
+    assert code == 200
+    code, body = await proxy.admin_call("POST", "/reload")
+    assert code == 200, body
+    assert (body["weights"], body["source"]) == ({"blue": 50.0, "green": 50.0}, "config")
+    async with Load(proxy.url, clients=20) as load:
+        await load.wait_for_requests(60)
+    assert {r.served_by for r in load.results} == {"blue", "green"}
+
+
+# -- SIGHUP and the watcher, in a real process --
+
+
+def subprocess_config(releases: Releases, tmp_path: Path) -> Path:
+    path = tmp_path / "switchback.yaml"
+    write_config(path, base_config(releases, tmp_path / "state"))
+    return path
+
+
+def rewrite_unseen(path: Path, old: str, new: str) -> None:
+    """Rewrite the file in place, same size and mtime: only SIGHUP can notice the change."""
+    text = path.read_text()
+    assert len(old) == len(new) and text.count(old) == 1
+    st = os.stat(path)
+    path.write_text(text.replace(old, new))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+async def test_sighup_reloads_and_a_bad_file_changes_nothing(
+    releases: Releases, tmp_path: Path, processes: Processes
+) -> None:
+    path = subprocess_config(releases, tmp_path)
+    proc = await processes.start(path)
+    async with Load(proc.url, clients=20) as load:
+        await load.wait_for_requests(50)
+        rewrite_unseen(path, "blue: 100\n    green: 0", "blue: 70\n    green: 30")
+        proc.send_signal(signal.SIGHUP)
+        await poll(
+            lambda: status_of(proc),
+            lambda s: s["weights"] == {"blue": 70.0, "green": 30.0},
+            5,
+            "the new weights",
+        )
+        assert await reload_counts(proc) == (1, 0)
+
+        good = path.read_text()
+        path.write_text(good.replace("green: 30", "green: 40"))  # sums to 110
+        proc.send_signal(signal.SIGHUP)
+        await wait_until(lambda: "config reload refused" in proc.log, 5, "the refusal")
+        count = len(load.results)
+        await wait_until(lambda: len(load.results) > count + 200, 10, "traffic after it")
+    assert failed(load.results) == []
+    assert (await status_of(proc))["weights"] == {"blue": 70.0, "green": 30.0}
+    assert f"{path}: traffic.weights: {{blue: 70, green: 40}} sum to 110, not 100" in proc.log
+    assert (await reload_counts(proc))[1] >= 1
+    assert await proc.terminate() == 0
+
+
+async def test_watcher_picks_up_a_changed_file_without_a_signal(
+    releases: Releases, tmp_path: Path, processes: Processes
+) -> None:
+    path = subprocess_config(releases, tmp_path)
+    proc = await processes.start(path)
+    edit(path, {"traffic": {"weights": {"blue": 60, "green": 40}}})
+    status = await poll(
+        lambda: status_of(proc),
+        lambda s: s["weights"] == {"blue": 60.0, "green": 40.0},
+        5,
+        "the watcher to apply the file",
+    )
+    assert status["source"] == "config"
+    async with Load(proc.url, clients=20) as load:
+        await load.wait_for_requests(60)
+    assert {r.served_by for r in load.results} == {"blue", "green"}
+    # A broken file is seen too, refused, and the split stays.
+    path.write_text("releases: [\n")
+    await poll(lambda: reload_counts(proc), lambda c: c[1] >= 1, 5, "the refusal")
+    assert (await status_of(proc))["weights"] == {"blue": 60.0, "green": 40.0}
