@@ -73,9 +73,11 @@ class TrafficControl:
 
     def reconfigure(self, config: Config) -> None:
         """A reloaded config: pins and override header always follow the file; the split
-        follows it only when the file's traffic section changed."""
+        (stable release and weights) follows it only when the file's split changed, so that
+        editing anything else never undoes a rollback or another admin change."""
         old = self.config
-        if config.traffic != old.traffic and self.rollout.state in ("ramping", "paused"):
+        split_changed = _split(config) != _split(old)
+        if split_changed and self.rollout.state in ("ramping", "paused"):
             # Refused before anything changes: the file's split must still count as new at the
             # next reload, once the rollout is over.
             raise RolloutError(
@@ -84,7 +86,7 @@ class TrafficControl:
             )
         self.config = config
         base = initial_traffic(config)
-        if config.traffic != old.traffic:
+        if split_changed:
             self.traffic = base
             self.source = "config"
         else:
@@ -255,6 +257,11 @@ def check_weights(weights: Mapping[str, Any], traffic: TrafficState) -> dict[str
     if abs(sum(clean.values()) - 100.0) > 1e-6:
         raise RolloutError(f"weights: {_fmt_weights(clean)} do not sum to 100")
     return clean
+
+
+def _split(config: Config) -> tuple[str, dict[str, float]]:
+    """What of the config's traffic section a reload may change only between rollouts."""
+    return config.traffic.stable, config.traffic.weights
 
 
 def _reason_kind(reason: str | None) -> str:

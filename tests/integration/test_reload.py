@@ -179,6 +179,39 @@ async def test_split_change_refused_during_a_rollout_applies_once_it_is_over(
     assert {r.served_by for r in load.results} == {"blue", "green"}
 
 
+async def test_pin_added_during_a_rollout_takes_effect_and_the_rollout_goes_on(
+    switchback: StartProxy,
+) -> None:
+    """Pins follow the file at every reload; adding one changes no weight, so a rollout in
+    progress is no reason to refuse it, nor does the reload touch the rollout's split."""
+    proxy = await switchback({"rollout": {"steps": [10, 100], "step_seconds": 30.0}})
+    code, _ = await proxy.admin_call("POST", "/rollout")
+    assert code == 200
+    edit(proxy.config_path, {"traffic": {"pins": {"green": ["tester"]}}})
+    code, body = await proxy.admin_call("POST", "/reload")
+    assert code == 200, body
+    assert body["weights"] == {"blue": 90.0, "green": 10.0}
+    assert body["rollout"]["state"] == "ramping"
+    async with aiohttp.ClientSession() as session:
+        for _ in range(5):
+            result = await fetch(session, proxy.url, "/x", "tester")
+            assert (result.status, result.served_by) == (200, "green")
+
+
+async def test_pin_added_after_a_rollback_does_not_undo_it(switchback: StartProxy) -> None:
+    proxy = await switchback({"traffic": {"weights": {"blue": 70, "green": 30}}})
+    code, _ = await proxy.admin_call("POST", "/rollback", {"reason": "bad build"})
+    assert code == 200
+    edit(proxy.config_path, {"traffic": {"pins": {"blue": ["tester"]}}})
+    code, body = await proxy.admin_call("POST", "/reload")
+    assert code == 200, body
+    assert body["weights"] == {"blue": 100.0, "green": 0.0}
+    assert body["rollout"]["state"] == "rolled_back"
+    async with Load(proxy.url, clients=20) as load:
+        await load.wait_for_requests(60)
+    assert {r.served_by for r in load.results} == {"blue"}
+
+
 # -- SIGHUP and the watcher, in a real process --
 
 
