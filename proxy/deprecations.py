@@ -20,6 +20,7 @@ from urllib.parse import unquote_to_bytes
 import orjson
 
 from proxy.config_schema import DeprecationConfig
+from proxy.fieldscan import FALLBACK, FieldScanner
 from proxy.jsonpaths import JsonPath, find, parse_path
 
 Kind = Literal["endpoint", "param", "request_field", "field"]
@@ -126,6 +127,8 @@ class Rule:
 
 
 _NONE: tuple[Rule, ...] = ()
+# One scanner per set of rules that survived the prefilter (few distinct sets in practice).
+_SCANNERS: dict[tuple[Rule, ...], FieldScanner] = {}
 
 
 class _Table:
@@ -239,6 +242,17 @@ class RuleSet:
         survivors = [r for r in rules if r.path and r.path.may_occur_in(value_bytes, escaped)]
         if not survivors:
             return _NONE
+        key = tuple(survivors)
+        scanner = _SCANNERS.get(key)
+        if scanner is None:
+            if len(_SCANNERS) >= 256:
+                _SCANNERS.clear()
+            scanner = _SCANNERS[key] = FieldScanner([r.path for r in survivors if r.path])
+        seen = scanner.scan(value_bytes)
+        if seen is None:
+            return None
+        if seen is not FALLBACK:
+            return tuple(r for r, hit in zip(survivors, seen, strict=True) if hit) or _NONE
         try:
             value = orjson.loads(value_bytes)
         except ValueError:  # orjson.JSONDecodeError, also for invalid UTF-8 and depth > 1024
