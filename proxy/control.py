@@ -170,6 +170,7 @@ class TrafficControl:
     # -- carrying out decisions --
     def _carry_out(self, tr: Transition, rollback_kind: str = "manual") -> None:
         traffic = self.traffic
+        was = self.rollout.state
         self.rollout = tr.rollout
         if tr.promote:
             new_stable = traffic.candidate
@@ -185,7 +186,9 @@ class TrafficControl:
         if tr.log:
             log.info("rollout: %s", tr.log)
         if tr.rolled_back:
-            self.metrics.rollbacks.labels(rollback_kind).inc()
+            # Rolling back again when nothing is left to take away is not another rollback.
+            if was != "rolled_back" or self.traffic.carries_traffic(self.traffic.candidate):
+                self.metrics.rollbacks.labels(rollback_kind).inc()
             self.on_rollback(self.traffic.candidate)
         self._swap(traffic, "admin")
 
