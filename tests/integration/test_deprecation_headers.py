@@ -39,7 +39,7 @@ DEPRECATIONS: list[dict[str, Any]] = [
         "id": "user-role",
         "field": "user.role",
         "deprecated": "2026-06-01",
-        "sunset": "2026-09-01",
+        "sunset": "2026-09-01T06:07:08+02:00",  # 04:07:08 UTC
         "link": ROLE_LINK,
         "replacement": "user.roles",
     },
@@ -61,6 +61,8 @@ DEPRECATIONS: list[dict[str, Any]] = [
     },
     {"id": "legacy-flag", "request_field": "options.legacy", "deprecated": "2026-04-01"},
 ]
+
+ROLE_SUNSET = dt.datetime(2026, 9, 1, 4, 7, 8, tzinfo=dt.UTC)
 
 DEPRECATION_SYNTAX = re.compile(r"^@\d+$")
 IMF_FIXDATE = re.compile(
@@ -126,10 +128,6 @@ def warned(reply: Reply) -> list[str]:
     return m.group(1).split(", ")
 
 
-def utc(year: int, month: int, day: int) -> dt.datetime:
-    return dt.datetime(year, month, day, tzinfo=dt.UTC)
-
-
 async def test_a_response_field_gets_the_standard_headers(
     switchback: StartProxy, app: TelemetryApp
 ) -> None:
@@ -137,7 +135,7 @@ async def test_a_response_field_gets_the_standard_headers(
     reply = await fetch(proxy.url, "/users/1", client="reader")
     assert reply.status == 200
     assert deprecation(reply) == unix(2026, 6, 1)
-    assert sunset(reply) == utc(2026, 9, 1)
+    assert sunset(reply) == ROLE_SUNSET
     assert links(reply) == [(ROLE_LINK, "deprecation")]
     assert reply.values("Warning") == []  # off unless configured
     assert reply.body == app.sent[-1]
@@ -152,7 +150,7 @@ async def test_several_elements_give_the_earliest_dates_and_every_link_once(
     reply = await fetch(proxy.url, "/v0/users/1?sort_by=name", client="old-app")
     assert reply.status == 200
     assert deprecation(reply) == unix(2026, 2, 15, 12, 30, 45)
-    assert sunset(reply) == utc(2026, 9, 1)
+    assert sunset(reply) == ROLE_SUNSET
     found = links(reply)
     assert sorted(found) == sorted(
         [
@@ -214,7 +212,7 @@ async def test_the_apps_own_deprecation_and_link_are_kept_and_never_repeated(
     assert reply.values("Deprecation") == [OWN_DEPRECATION]  # the app's, once
     assert reply.values("Link")[0] == own_link  # the app's, first and untouched
     assert links(reply, skip=1) == added
-    assert sunset(reply) == utc(2026, 9, 1)  # the app sent none: Switchback's is added
+    assert sunset(reply) == ROLE_SUNSET  # the app sent none: Switchback's is added
     assert reply.body == app.sent[-1]
     assert counts(await proxy.metrics()) == {("user-role", "exposure", "reader"): 1.0}
 
