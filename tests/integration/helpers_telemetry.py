@@ -1,13 +1,15 @@
 """A release for the deprecation telemetry tests: every response shape inspection must handle.
 
-The path chooses the JSON payload; the ``X-Shape`` request header chooses how it is sent:
+The request target chooses the JSON payload; the ``X-Shape`` header chooses how it is sent:
 
     /users/nobody     {"user": {... no "role", "roles": [...]}}
     /users/{id}, /v0/users/{id}
                       {"user": {"id", "name", "role"}}
-    /items            items[].role on some elements;   /items/plain: "role" only at the top
-    /grid             data[][].x;                      /grid/flat: data[].x (one level short)
-    /meta             meta.*.deprecated;               /meta/flat: meta.deprecated (no key between)
+    /items            items[].role on some elements; ?v=plain: "role" only at the top;
+                      ?v=mixed: items of several types, one with "role": null
+    /grid             data[][].x; ?v=flat: data[].x (one array level short)
+    /meta             meta.*.deprecated; ?v=flat: meta.deprecated (no key between);
+                      ?v=mixed: values of several types, one object with "deprecated"
     /big              {"user": {"role"}, "pad": "..."} of ``X-Size`` bytes (default 4096)
     POST anything     the request body echoed, with the request's Content-Type
     anything else     text/plain "ok"
@@ -45,10 +47,12 @@ USER = {"user": {"id": "1", "name": "Ada", "role": "admin"}}
 LEAN_USER = {"user": {"id": "nobody", "name": "Bo", "roles": ["viewer"]}}
 ITEMS = {"items": [{"id": 0, "role": "viewer"}, {"id": 1}, {"id": 2, "role": "editor"}]}
 ITEMS_PLAIN = {"role": "owner", "items": [{"id": 0}, {"id": 1}]}
+ITEMS_MIXED = {"items": [1, None, "x", {"id": 3, "role": None}]}  # a null value is still sent
 GRID = {"data": [[{"x": 1}, {"y": 2}], [{"x": 3}]]}
 GRID_FLAT = {"data": [{"x": 1}, {"x": 2}]}
 META = {"meta": {"plan": {"deprecated": True}, "quota": {"limit": 5}}}
 META_FLAT = {"meta": {"deprecated": True, "quota": 5}}
+META_MIXED = {"meta": {"plan": "basic", "limits": [1], "flags": {"deprecated": False}}}
 
 OWN_DEPRECATION = "@1700000000"  # what the app itself says; Switchback must keep it
 OWN_LINK_URL = "https://app.example.com/own-notice"
@@ -56,15 +60,20 @@ OWN_LINK_URL = "https://app.example.com/own-notice"
 PAYLOADS: dict[str, object] = {
     "/users/nobody": LEAN_USER,
     "/items": ITEMS,
-    "/items/plain": ITEMS_PLAIN,
+    "/items?v=plain": ITEMS_PLAIN,
+    "/items?v=mixed": ITEMS_MIXED,
     "/grid": GRID,
-    "/grid/flat": GRID_FLAT,
+    "/grid?v=flat": GRID_FLAT,
     "/meta": META,
-    "/meta/flat": META_FLAT,
+    "/meta?v=flat": META_FLAT,
+    "/meta?v=mixed": META_MIXED,
 }
 
 
-def payload_for(path: str, size: int) -> bytes:
+def payload_for(target: str, size: int) -> bytes:
+    if target in PAYLOADS:
+        return orjson.dumps(PAYLOADS[target])
+    path = target.partition("?")[0]
     if path in PAYLOADS:
         return orjson.dumps(PAYLOADS[path])
     if path.startswith(("/users/", "/v0/users/")):
@@ -97,13 +106,12 @@ class TelemetryApp:
     async def handle(self, request: BaseRequest) -> web.StreamResponse:
         body = await request.read()
         self.received.append((request.method, request.raw_path, body))
-        path = request.raw_path.partition("?")[0]
         if request.method == "POST":
             ctype = request.headers.get("Content-Type", "application/octet-stream")
             self.sent.append(body)
             return web.Response(body=body, headers={"Content-Type": ctype})
         try:
-            data = payload_for(path, int(request.headers.get("X-Size", "4096")))
+            data = payload_for(request.raw_path, int(request.headers.get("X-Size", "4096")))
         except KeyError:
             self.sent.append(b"ok")
             return web.Response(body=b"ok", headers={"Content-Type": "text/plain"})

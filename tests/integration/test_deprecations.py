@@ -105,11 +105,13 @@ async def test_array_and_wildcard_paths_match_only_their_shape(
     proxy = await switchback(config(app))
     expected = {
         "/items": {("item-role", "exposure"): 1.0},  # counted once, whatever the elements
-        "/items/plain": {},  # "role" at the top, not in an item
+        "/items?v=plain": {},  # "role" at the top, not in an item
+        "/items?v=mixed": {("item-role", "exposure"): 1.0},  # among numbers, null and a string
         "/grid": {("grid-x", "exposure"): 1.0},
-        "/grid/flat": {},  # data[].x is one array level short of data[][].x
+        "/grid?v=flat": {},  # data[].x is one array level short of data[][].x
         "/meta": {("meta-flag", "exposure"): 1.0},
-        "/meta/flat": {},  # meta.deprecated has no key between meta and deprecated
+        "/meta?v=flat": {},  # meta.deprecated has no key between meta and deprecated
+        "/meta?v=mixed": {("meta-flag", "exposure"): 1.0},
     }
     for path in expected:
         assert (await fetch(proxy.url, path, client=path)).status == 200
