@@ -421,6 +421,10 @@ class Forward:
         """The client went away: stop work for it; the upstream connection is not reused."""
         if self.finished:
             return
+        self.keep_alive = False
+        if not self.ex.started:  # queued, never routed nor sent: nothing to count
+            self.finished = True
+            return
         if self.task is not None:
             self.task.cancel()
             self.task = None

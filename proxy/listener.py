@@ -219,10 +219,17 @@ class ClientConnection(asyncio.Protocol):
         if fwd is self.upgrading:  # the release declined the upgrade: plain HTTP goes on
             self.upgrading = None
             held, self.held = self.held, b""
-        if not reusable or self.draining or (self.eof and not self.queue):
+        t = self.transport
+        if (
+            not reusable
+            or self.draining
+            or (self.eof and not self.queue)
+            or t is None
+            or t.is_closing()  # the client is gone: what it queued must not reach a release
+        ):
             self.queue.clear()
-            if self.transport is not None:
-                self.transport.close()
+            if t is not None:
+                t.close()
             return
         if self.queue:
             nxt = self.queue.popleft()

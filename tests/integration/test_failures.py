@@ -435,3 +435,27 @@ async def test_idle_or_stalled_client_connections_are_closed(
         writer.close()
     assert releases.blue.seen == []
     await still_serving(proxy)
+
+
+async def test_requests_queued_behind_a_vanished_client_never_reach_the_release(
+    switchback: StartProxy, releases: Releases
+) -> None:
+    """A client pipelines requests and resets the connection while the first is served:
+    the ones behind it are not sent to the release for nobody (a POST would be acted on)."""
+    proxy = await switchback()
+    sock = socket.create_connection(("127.0.0.1", proxy.port))
+    sock.sendall(
+        b"GET /slow/0.4 HTTP/1.1\r\nHost: h\r\n\r\n"
+        b"POST /orders HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n{}"
+        b"GET /third HTTP/1.1\r\nHost: h\r\n\r\n"
+    )
+    await asyncio.sleep(0.15)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+    await asyncio.sleep(0.6)
+    assert [s["target"] for s in releases.blue.seen] == ["/slow/0.4"]
+    samples = await proxy.metrics()
+    # Requests that never reached a release are counted under none.
+    assert not [key for key in samples if dict(key[1]).get("release") == ""]
+    assert sample(samples, "switchback_in_flight_requests", release="blue") == 0
+    await still_serving(proxy)
