@@ -1,14 +1,11 @@
 """Helpers for the rollout, rollback, state and reload tests: a release whose failures can be
 switched on at run time, client loops that record who served what and when, polling with a
-deadline, and Switchback run as a real subprocess (``python -m proxy run --config FILE``)."""
+deadline, and a real Switchback process to signal and kill."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import re
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -21,10 +18,10 @@ import pytest
 import yaml
 from aiohttp import web
 from aiohttp.web_request import BaseRequest
+from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.conftest import TOKEN, Proxy
+from tests.integration.conftest import TOKEN, Proxy, ProxyProcess, Samples, run_switchback
 
-REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
 
@@ -243,69 +240,25 @@ def read_config(path: Path) -> dict[str, Any]:
 
 # -- Switchback in a subprocess --
 
-_LISTENING = re.compile(r"switchback listening on \S+:(\d+) \(admin \S+:(\d+)\)")
-
 
 class Process:
-    """``python -m proxy run --config FILE`` with its log (stderr) collected line by line."""
+    """A ``ProxyProcess`` (``python -m proxy run --config FILE``) with the admin calls and the
+    signals these tests need."""
 
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.lines: list[str] = []
-        self.port = 0
-        self.admin_port = 0
-        self._reader = asyncio.create_task(self._read())
+    def __init__(self, inner: ProxyProcess) -> None:
+        self.inner = inner
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.inner.url
 
     @property
     def admin(self) -> str:
-        return f"http://127.0.0.1:{self.admin_port}"
-
-    @classmethod
-    async def start(cls, config_path: Path, timeout: float = 15.0) -> Process:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "proxy",
-            "run",
-            "--config",
-            str(config_path),
-            cwd=REPO,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "SWITCHBACK_LOG_LEVEL": "INFO"},
-        )
-        process = cls(proc)
-        try:
-            await wait_until(
-                lambda: process.port != 0 or process.proc.returncode is not None,
-                timeout,
-                "switchback to listen",
-            )
-        except AssertionError:
-            await process.kill()
-            raise
-        if process.port == 0:
-            await process.wait()
-            raise AssertionError("switchback exited at start-up:\n" + process.log)
-        return process
-
-    async def _read(self) -> None:
-        assert self.proc.stderr is not None
-        while line := await self.proc.stderr.readline():
-            text = line.decode(errors="replace").rstrip("\n")
-            self.lines.append(text)
-            m = _LISTENING.search(text)
-            if m:
-                self.port, self.admin_port = int(m.group(1)), int(m.group(2))
+        return self.inner.admin
 
     @property
     def log(self) -> str:
-        return "\n".join(self.lines)
+        return "".join(self.inner.log)
 
     async def admin_call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         headers = {"Authorization": f"Bearer {TOKEN}"}
@@ -315,24 +268,29 @@ class Process:
         ):
             return r.status, await r.json(content_type=None)
 
-    def send_signal(self, sig: int) -> None:
-        self.proc.send_signal(sig)
+    async def metrics(self) -> Samples:
+        """The live /metrics exposition, parsed as ``Proxy.metrics`` does."""
+        async with aiohttp.ClientSession() as s, s.get(self.admin + "/metrics") as r:
+            text = await r.text()
+        return {
+            (smp.name, frozenset(smp.labels.items())): smp.value
+            for family in text_string_to_metric_families(text)
+            for smp in family.samples
+        }
 
-    async def wait(self, timeout: float = 15.0) -> int:
-        rc = await asyncio.wait_for(self.proc.wait(), timeout)
-        await self._reader
-        return rc
+    def send_signal(self, sig: int) -> None:
+        self.inner.proc.send_signal(sig)
 
     async def kill(self) -> int:
         """SIGKILL: no drain, no goodbye, nothing flushed that was not already on disk."""
-        if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGKILL)
-        return await self.wait()
+        if self.inner.proc.returncode is None:
+            self.inner.proc.send_signal(signal.SIGKILL)
+        return await self.inner.wait(15)
 
     async def terminate(self) -> int:
-        if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return await self.wait()
+        if self.inner.proc.returncode is None:
+            self.inner.proc.send_signal(signal.SIGTERM)
+        return await self.inner.wait(15)
 
 
 @dataclass
@@ -342,13 +300,15 @@ class Processes:
     started: list[Process] = field(default_factory=list)
 
     async def start(self, config_path: Path) -> Process:
-        process = await Process.start(config_path)
+        inner = ProxyProcess(await run_switchback("run", "--config", str(config_path)))
+        process = Process(inner)
         self.started.append(process)
+        await inner.wait_listening()
         return process
 
     async def close(self) -> None:
         for process in self.started:
-            await process.kill()
+            await process.inner.stop()
 
 
 @pytest.fixture(name="processes")

@@ -33,18 +33,7 @@ from tests.integration.releases import start_release
 
 async def reload_counts(proxy: Proxy | Process) -> tuple[float, float]:
     """(reloads that took effect, reloads refused), from /metrics."""
-    if isinstance(proxy, Proxy):
-        samples = await proxy.metrics()
-    else:
-        from prometheus_client.parser import text_string_to_metric_families
-
-        async with aiohttp.ClientSession() as s, s.get(proxy.admin + "/metrics") as r:
-            text = await r.text()
-        samples = {
-            (smp.name, frozenset(smp.labels.items())): smp.value
-            for family in text_string_to_metric_families(text)
-            for smp in family.samples
-        }
+    samples = await proxy.metrics()
     return (
         sample(samples, "switchback_config_reloads_total"),
         sample(samples, "switchback_config_reload_failures_total"),

@@ -223,3 +223,23 @@ async def test_green_slowing_down_is_rolled_back_on_latency(
     assert (await rollbacks(proxy)) == {"manual": 0, "error_rate": 0, "latency": 1}
     assert (await rollout_state_gauge(proxy))["rolled_back"] == 1
     assert failed(load.results) == []  # slow, not broken: every client request succeeded
+
+
+async def test_green_failing_while_awaiting_promotion_is_still_rolled_back(
+    switchback: StartProxy, green_switch: SwitchableRelease
+) -> None:
+    """At 100% and waiting for an operator, green serves everyone: a breach must not wait."""
+    proxy = await switchback(rollout_config(green_switch, steps=[50, 100]))
+    async with Load(proxy.url, clients=20) as load:
+        code, body = await proxy.admin_call("POST", "/rollout")
+        assert code == 200, body
+        await wait_for_state(proxy, "awaiting_promotion", 10)
+        green_switch.status = 503
+        status = await wait_for_state(proxy, "rolled_back", 5)
+        loop = asyncio.get_running_loop()
+        back = loop.time()
+        await load.wait_for_requests(100)
+    assert re.match(r"green 5xx rate [\d.]+% > ", status["rollout"]["reason"]), status
+    assert status["weights"] == {"blue": 100.0, "green": 0.0}
+    assert (await rollbacks(proxy)) == {"manual": 0, "error_rate": 1, "latency": 0}
+    assert {(r.status, r.served_by) for r in load.since(back)} == {(200, "blue")}
