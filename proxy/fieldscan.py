@@ -6,6 +6,10 @@ the keys the paths can reach: msgspec then validates the whole text but material
 keys (a leaf is kept as raw bytes, never parsed). The answer is the same as ``jsonpaths.find``
 on the fully parsed value, which the property tests check.
 
+One difference from a full parse, accepted for speed: text that the paths never reach is
+checked as JSON syntax but not decoded, so invalid UTF-8 or an out-of-range number there does
+not make the body "malformed" (the field is still reported where it is).
+
 When the body's shape differs from what the types expect (``user`` is a string where a path
 needs an object, the top level is an array, ...), or when the paths themselves need both an
 object and an array at one place, the scanner says ``FALLBACK`` and the caller parses fully.

@@ -116,7 +116,8 @@ class Ledger:
     startup, before traffic, or in a worker thread.
     """
 
-    def __init__(self, path: str, retention_days: int) -> None:
+    def __init__(self, path: str, retention_days: int, now: float | None = None) -> None:
+        """``now`` is when a new ledger starts observing (default: the current time)."""
         self.path = path
         self.retention_days = retention_days
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -128,7 +129,7 @@ class Ledger:
         with self._conn:
             self._conn.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('observing_since', ?)",
-                (time.time(),),
+                (time.time() if now is None else now,),
             )
         (since,) = self._conn.execute(
             "SELECT value FROM meta WHERE key = 'observing_since'"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
-import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -137,11 +136,8 @@ async def test_the_report_names_the_clients_in_use_and_what_is_not_known_yet(
 def old_ledger(state_dir: Path, ids: list[str], since: float) -> Ledger:
     """A ledger file as a proxy that has watched ``ids`` since ``since`` would have left it."""
     path = state_dir / "ledger.sqlite3"
-    ledger = Ledger(str(path), retention_days=400)
+    ledger = Ledger(str(path), retention_days=400, now=since)
     ledger.register_elements(ids, since)
-    # Ledger offers no way to open a file "in the past": move its observation start back.
-    with sqlite3.connect(path) as db:
-        db.execute("UPDATE meta SET value = ? WHERE key = 'observing_since'", (since,))
     return ledger
 
 
