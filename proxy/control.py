@@ -123,7 +123,12 @@ class TrafficControl:
                 f"{self.traffic.candidate} carries no traffic: nothing to promote "
                 "(set weights or start a rollout first)"
             )
-        self._carry_out(apply(self.rollout, "promote", time.time(), None))
+        rollout = self.rollout
+        if rollout.state in ("rolled_back", "promoted"):
+            # That rollout is over; weights set by hand since then are promoted as from idle,
+            # so a release can be promoted by hand again after a rollout or a promotion.
+            rollout = Rollout.from_config(self.config.rollout, {})
+        self._carry_out(apply(rollout, "promote", time.time(), None))
         return self.summary()
 
     def start_rollout(self, overrides: Mapping[str, Any]) -> dict[str, Any]:

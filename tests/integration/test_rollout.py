@@ -107,7 +107,7 @@ async def test_promote_makes_green_stable_for_every_request(switchback: StartPro
     assert body["weights"] == {"green": 100.0, "blue": 0.0}
     assert body["rollout"]["state"] == "promoted"
     after = load.since(promoted)
-    assert len(after) >= 200 and {r.served_by for r in after} == {"green"}
+    assert len(after) >= 100 and {r.served_by for r in after} == {"green"}
     assert failed(load.results) == []
     samples = await proxy.metrics()
     assert sample(samples, "switchback_stable_release", release="green") == 1
@@ -336,3 +336,31 @@ async def test_pause_holds_a_healthy_rollout_and_resume_goes_on(switchback: Star
         assert (code, body["rollout"]["state"]) == (200, "ramping")
         await wait_for_state(proxy, "ramping", 5, step=1)
     assert failed(load.results) == []
+
+
+async def test_a_second_release_can_be_promoted_by_weights_too(switchback: StartProxy) -> None:
+    """Blue/green by hand, twice: green promoted, blue's slot gets the next release, which is
+    given some traffic and promoted in turn. A finished rollout is no reason to refuse."""
+    proxy = await switchback({"traffic": {"weights": {"blue": 70, "green": 30}}})
+    code, body = await proxy.admin_call("POST", "/promote")
+    assert (code, body["stable"]) == (200, "green")
+    next_blue, runner = await start_release("blue-next")
+    try:
+        config = read_config(proxy.config_path)
+        config["releases"]["blue"]["url"] = next_blue.url
+        write_config(proxy.config_path, config)
+        code, body = await proxy.admin_call("POST", "/reload")
+        assert code == 200, body
+        code, body = await proxy.admin_call("PUT", "/traffic", {"weights": {"blue": 30}})
+        assert code == 200, body
+        code, body = await proxy.admin_call("POST", "/promote")
+        assert code == 200, body
+        assert (body["stable"], body["weights"]) == ("blue", {"blue": 100.0, "green": 0.0})
+        assert body["rollout"]["state"] == "promoted"
+        async with Load(proxy.url, clients=20) as load:
+            await load.wait_for_requests(60)
+        assert {(r.status, r.served_by, r.release) for r in load.results} == {
+            (200, "blue", "blue-next")
+        }
+    finally:
+        await runner.cleanup()
