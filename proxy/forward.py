@@ -152,6 +152,13 @@ class Forward:
     def _attach(self, up: UpstreamConnection) -> None:
         self.up = up
         up.start(self, self.is_head)
+        # Back-pressure that began before this exchange still holds: a client not taking
+        # bytes (a pipelined request behind a large response), a release not taking them.
+        conn = self.conn
+        if conn.write_paused and up.transport is not None:
+            up.transport.pause_reading()
+        if up.write_paused:
+            conn.pause_reading(conn.PAUSE_UPSTREAM)
         data = self.head
         if self.pending:
             data += b"".join(self.pending)
@@ -448,6 +455,9 @@ class Forward:
         self._cancel_timer()
         self.pool_done()
         self.up = None
+        # A release that was slow to take this request's bytes holds the next request back
+        # no longer (its connection may never tell us that it has caught up).
+        self.conn.resume_reading(self.conn.PAUSE_UPSTREAM)
         ex = self.ex
         ex.outcome = outcome
         self.ctx.pipeline.done(ex)

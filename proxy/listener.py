@@ -82,6 +82,7 @@ class ClientConnection(asyncio.Protocol):
         self.held = b""  # bytes after an upgrade request's head, until its answer
         self.rejected: str | None = None  # why a malformed request is owed a 400
         self.paused = 0
+        self.write_paused = False  # the client is not taking response bytes fast enough
         self.http10 = False
         self.draining = False
         self.eof = False  # the client shut down its sending side
@@ -127,6 +128,7 @@ class ClientConnection(asyncio.Protocol):
         self.server.connection_closed()
 
     def pause_writing(self) -> None:
+        self.write_paused = True
         fwd = self.active
         if fwd is not None and fwd.up is not None and fwd.up.transport is not None:
             fwd.up.transport.pause_reading()
@@ -134,6 +136,7 @@ class ClientConnection(asyncio.Protocol):
             self.tunnel.pause_upstream()
 
     def resume_writing(self) -> None:
+        self.write_paused = False
         fwd = self.active
         if fwd is not None and fwd.up is not None and fwd.up.transport is not None:
             fwd.up.transport.resume_reading()
@@ -254,6 +257,8 @@ class ClientConnection(asyncio.Protocol):
         tunnel = Tunnel(self, up, fwd.ex.release, self.ctx.tunnels)
         self.tunnel = tunnel
         up.tunnel = tunnel.upstream_side()
+        if self.write_paused:
+            tunnel.pause_upstream()
         if rest:
             tunnel.from_upstream(rest)
         if held:

@@ -56,6 +56,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.interim = False
         self.upgraded = False
         self.reused = False
+        self.write_paused = False  # the release is not taking request bytes fast enough
         self.idle_since = 0.0
         self.headers: list[tuple[bytes, bytes]] = []
         self.reason = b""
@@ -108,12 +109,14 @@ class UpstreamConnection(asyncio.Protocol):
             sink.up_lost(self.got_bytes)
 
     def pause_writing(self) -> None:
+        self.write_paused = True
         if self.tunnel is not None:
             self.tunnel.pause_writing()
         elif self.sink is not None:
             self.sink.up_pause_writing()
 
     def resume_writing(self) -> None:
+        self.write_paused = False
         if self.tunnel is not None:
             self.tunnel.resume_writing()
         elif self.sink is not None:
@@ -257,6 +260,10 @@ class UpstreamPool:
             and not t.is_closing()
             and len(self.idle) < self.max_idle
         ):
+            # Reading may have been paused for a slow client when the response ended: an idle
+            # connection reads, to see the release close it and to answer the next request.
+            if not t.is_reading():
+                t.resume_reading()
             conn.idle_since = time.monotonic()
             self.idle.append(conn)
         else:

@@ -7,6 +7,8 @@ import asyncio
 import gzip
 import hashlib
 import os
+import socket
+import time
 from typing import Any
 
 import aiohttp
@@ -589,3 +591,54 @@ async def test_body_over_the_inspection_cap_streams_on_uninspected(
     assert status == 200
     assert body == b"".join(pieces)
     assert header_values(headers, "Deprecation") == []  # past the cap: not inspected
+
+
+# -- back-pressure -------------------------------------------------------------------------------
+
+FIRST_SIZES = range(600_000, 4_600_000, 200_000)
+LAST_PART = 250_000  # one read from the release (at most 256 KiB)
+
+
+async def in_two_parts(n: int, head: bytes) -> bytes | list[bytes | float]:
+    """/big/<first>: a response whose last 250 kB come 0.05 s after the rest."""
+    path = head.split(b" ")[1]
+    if not path.startswith(b"/big/"):
+        return b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nsmall"
+    first = int(path.rsplit(b"/", 1)[1])
+    head_bytes = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (first + LAST_PART)
+    return [head_bytes + b"a" * first, 0.05, b"z" * LAST_PART]
+
+
+def stalled_download(port: int, first: int) -> bytes:
+    """GET /big/<first> with a minimal receive buffer, reading nothing for a while: the bytes
+    pile up in the proxy, which must hold the release back, then everything is read."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
+        sock.settimeout(10)
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(b"GET /big/%d HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n" % first)
+        time.sleep(0.08)
+        data = bytearray()
+        while chunk := sock.recv(1 << 16):
+            data += chunk
+        return bytes(data)
+
+
+async def test_a_slow_client_leaves_the_release_connection_usable(
+    switchback: StartProxy, scripted: Any
+) -> None:
+    """The release connection that carried a response to a client slower than the release
+    goes back to the pool; the next request on it is answered at once, not after a response
+    timeout. (Whether the response ends while the proxy holds the release back depends on the
+    kernel's socket buffers: a range of sizes covers them.)"""
+    release = await scripted(in_two_parts)
+    proxy = await switchback(
+        {"releases": {"blue": {"url": release.url}}, "upstream": {"response_timeout": 0.5}}
+    )
+    for first in FIRST_SIZES:
+        answer = await asyncio.to_thread(stalled_download, proxy.port, first)
+        assert answer.endswith(b"a" * 1000 + b"z" * LAST_PART)
+        assert len(answer.partition(b"\r\n\r\n")[2]) == first + LAST_PART
+        status, _, body = await raw_exchange(proxy.port, b"GET /small HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert (status, body) == (200, b"small"), f"after a response of {first + LAST_PART} bytes"
+    assert release.connections == 1  # one release connection served all of it
