@@ -144,18 +144,25 @@ class DeprecationStep(Step):
             self.t.skipped("not_json")
 
     def request_body(self, ex: Exchange, body: bytes) -> None:
-        rules = ex.notes.get("dep_req_rules")
+        found = self._inspect(ex.notes.get("dep_req_rules"), body, ex.header(b"content-encoding"))
+        if found:
+            ex.notes.setdefault("dep_used", []).extend(found)
+
+    def _inspect(
+        self, rules: tuple[Rule, ...] | None, body: bytes, encoding: bytes | None
+    ) -> tuple[Rule, ...]:
+        """The rules found in a JSON body (decompressed copy); skips are counted by reason."""
         if not rules or not body:
-            return
-        decoded = decoded_copy(body, ex.header(b"content-encoding"), self.cap)
+            return ()
+        decoded = decoded_copy(body, encoding, self.cap)
         if isinstance(decoded, str):
             self.t.skipped(decoded)
-            return
+            return ()
         found = RuleSet.match_body(rules, decoded)
         if found is None:
             self.t.skipped("malformed")
-        elif found:
-            ex.notes.setdefault("dep_used", []).extend(found)
+            return ()
+        return found
 
     def response_head(self, ex: Exchange) -> None:
         rules = self.rules.response_field_rules(ex.method, ex.path)
@@ -169,17 +176,9 @@ class DeprecationStep(Step):
         ex.want_response_body = True
 
     def response_body(self, ex: Exchange, body: bytes) -> None:
-        rules = ex.notes.get("dep_resp_rules")
-        if not rules or not body:
-            return
-        decoded = decoded_copy(body, ex.response_header(b"content-encoding"), self.cap)
-        if isinstance(decoded, str):
-            self.t.skipped(decoded)
-            return
-        found = RuleSet.match_body(rules, decoded)
-        if found is None:
-            self.t.skipped("malformed")
-        elif found:
+        encoding = ex.response_header(b"content-encoding")
+        found = self._inspect(ex.notes.get("dep_resp_rules"), body, encoding)
+        if found:
             ex.notes["dep_exposed"] = list(found)
 
     def respond(self, ex: Exchange) -> None:
