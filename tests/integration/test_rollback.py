@@ -159,6 +159,7 @@ def rollout_config(green: SwitchableRelease, **rollout: Any) -> dict[str, Any]:
             "steps": [20, 50, 100],
             "step_seconds": 1.0,
             "min_requests": 10,
+            "max_p99_ms": 5000,  # only the tests about latency lower it
             "websocket_grace": 0.1,
             **rollout,
         },
@@ -202,7 +203,7 @@ async def test_green_slowing_down_is_rolled_back_on_latency(
     switchback: StartProxy, green_switch: SwitchableRelease
 ) -> None:
     proxy = await switchback(
-        rollout_config(green_switch, steps=[50, 100], min_requests=5, max_p99_ms=200)
+        rollout_config(green_switch, steps=[50, 100], min_requests=5, max_p99_ms=400)
     )
     loop = asyncio.get_running_loop()
     async with Load(proxy.url, clients=30) as load:
@@ -211,14 +212,15 @@ async def test_green_slowing_down_is_rolled_back_on_latency(
         await load.wait_for_requests(200)
         healthy = await status_of(proxy)
         assert healthy["rollout"]["state"] == "ramping", healthy["rollout"]
-        green_switch.delay = 0.4
+        green_switch.delay = 0.8
         slowed = loop.time()
         status = await wait_for_state(proxy, "rolled_back", 10)
         took = loop.time() - slowed
 
-    assert took <= 2 * 1.0 + 0.4, f"rolled back {took:.2f} s after green slowed down"
+    # Two windows, plus the time the first slow requests take to finish and be counted.
+    assert took <= 2 * 1.0 + 0.8, f"rolled back {took:.2f} s after green slowed down"
     # Against the floor alone, or max(floor, factor x blue's p99) when blue had enough requests.
-    assert re.match(r"green p99 \d+ ms > (max\()?200 ms", status["rollout"]["reason"]), status
+    assert re.match(r"green p99 \d+ ms > (max\()?400 ms", status["rollout"]["reason"]), status
     assert status["weights"] == {"blue": 100.0, "green": 0.0}
     assert (await rollbacks(proxy)) == {"manual": 0, "error_rate": 0, "latency": 1}
     assert (await rollout_state_gauge(proxy))["rolled_back"] == 1

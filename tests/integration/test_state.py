@@ -18,7 +18,9 @@ from tests.integration.helpers_rollout import (
     write_config,
 )
 
-ROLLOUT = {"rollout": {"steps": [20, 50, 100], "step_seconds": 1.0, "min_requests": 5}}
+ROLLOUT = {
+    "rollout": {"steps": [20, 50, 100], "step_seconds": 1.0, "min_requests": 5, "max_p99_ms": 5000}
+}
 
 
 def config_file(releases: Releases, tmp_path: Path) -> Path:
