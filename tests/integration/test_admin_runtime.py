@@ -63,8 +63,8 @@ async def test_status_describes_the_running_proxy(
     )
     await send(proxy, "/users/1", 4, release="blue")
     await send(proxy, "/users/1", 2, release="green")
-    slow = asyncio.create_task(send(proxy, "/slow/0.5", release="green"))
-    await asyncio.sleep(0.2)
+    slow = asyncio.create_task(send(proxy, "/slow/0.8", release="green"))
+    await asyncio.sleep(0.3)
     status, body = await get(proxy.admin + "/status")
     assert status == 200
     assert body["stable"] == "blue"
