@@ -23,7 +23,10 @@ log = logging.getLogger("switchback")
 WATCH_SECONDS = 1.0
 
 
-def _fingerprint(path: str) -> tuple[float, int, int] | None:
+Fingerprint = tuple[float, int, int]
+
+
+def _fingerprint(path: str) -> Fingerprint | None:
     try:
         st = os.stat(path)  # follows symlinks: a swapped ConfigMap target shows up here
     except OSError:
@@ -31,9 +34,12 @@ def _fingerprint(path: str) -> tuple[float, int, int] | None:
     return (st.st_mtime, st.st_ino, st.st_size)
 
 
-async def watch_config(runtime: Runtime) -> None:
+async def watch_config(runtime: Runtime, read: Fingerprint | None = None) -> None:
+    """Reload whenever the file's fingerprint changes. ``read`` is the fingerprint taken just
+    before the config in force was read, so that a change made while starting is not missed;
+    without it, changes count from the watcher's start."""
     path = runtime.config.source
-    last = _fingerprint(path)
+    last = read if read is not None else _fingerprint(path)
     while True:
         await asyncio.sleep(WATCH_SECONDS)
         now = _fingerprint(path)
@@ -46,7 +52,8 @@ async def watch_config(runtime: Runtime) -> None:
             pass  # logged and counted by reload(); the old config stays
 
 
-async def serve(config: Config) -> int:
+async def serve(config: Config, read: Fingerprint | None = None) -> int:
+    """Run until SIGTERM or SIGINT. ``read``: the file's fingerprint before it was read."""
     loop = asyncio.get_running_loop()
     runtime = Runtime(config)
     try:
@@ -69,7 +76,7 @@ async def serve(config: Config) -> int:
         runtime.spawn(reload())
 
     loop.add_signal_handler(signal.SIGHUP, on_hup)
-    runtime.spawn(watch_config(runtime))
+    runtime.spawn(watch_config(runtime, read))
     await stop.wait()
     log.info("stopping: draining in-flight requests (up to %g s)", config.server.drain_timeout)
     await runtime.stop()
@@ -83,6 +90,7 @@ def run_main(path: str) -> int:
         level=os.environ.get("SWITCHBACK_LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    read = _fingerprint(path)  # before reading: any change from here on is reloaded
     try:
         config = load_config(path)
     except ConfigError as exc:
@@ -91,5 +99,5 @@ def run_main(path: str) -> int:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; keep running without it
-        return asyncio.run(serve(config))
-    return uvloop.run(serve(config))
+        return asyncio.run(serve(config, read))
+    return uvloop.run(serve(config, read))

@@ -9,12 +9,22 @@ import asyncio
 import os
 import re
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from tests.integration.conftest import Proxy, Releases, StartProxy, base_config, merge, sample
+from tests.integration.conftest import (
+    Proxy,
+    ProxyProcess,
+    Releases,
+    StartProxy,
+    base_config,
+    merge,
+    run_switchback,
+    sample,
+)
 from tests.integration.helpers_rollout import (
     Load,
     Process,
@@ -269,3 +279,43 @@ async def test_watcher_picks_up_a_changed_file_without_a_signal(
     path.write_text("releases: [\n")
     await poll(lambda: reload_counts(proc), lambda c: c[1] >= 1, 5, "the refusal")
     assert (await status_of(proc))["weights"] == {"blue": 60.0, "green": 40.0}
+
+
+async def start_and_act_while_starting(
+    path: Path, state_dir: Path, act: Callable[[ProxyProcess], None]
+) -> Process:
+    """Start Switchback and call ``act`` the moment it has read its config and is setting up
+    (its state file appears), before it has started listening."""
+    inner = ProxyProcess(await run_switchback("run", "--config", str(path)))
+    process = Process(inner)
+    try:
+        await wait_until(
+            lambda: (state_dir / "traffic.json").exists() or inner.proc.returncode is not None,
+            20,
+            "switchback to start setting up",
+            interval=0.001,
+        )
+        act(inner)
+        await inner.wait_listening()
+    except BaseException:
+        await inner.stop()
+        raise
+    return process
+
+
+async def test_file_changed_while_starting_is_picked_up_by_the_watcher(
+    releases: Releases, tmp_path: Path, processes: Processes
+) -> None:
+    path = subprocess_config(releases, tmp_path)
+
+    def change(inner: ProxyProcess) -> None:
+        edit(path, {"traffic": {"weights": {"blue": 60, "green": 40}}})
+
+    proc = await start_and_act_while_starting(path, tmp_path / "state", change)
+    processes.started.append(proc)
+    await poll(
+        lambda: status_of(proc),
+        lambda s: s["weights"] == {"blue": 60.0, "green": 40.0},
+        5,
+        "the watcher to apply the change made while starting",
+    )
