@@ -50,6 +50,7 @@ class UpstreamConfig(_Frozen, frozen=True, forbid_unknown_fields=True, kw_only=T
 
 class ServerConfig(_Frozen, frozen=True, forbid_unknown_fields=True, kw_only=True):
     drain_timeout: float = 10.0  # SIGTERM: wait this long for in-flight requests
+    keepalive_timeout: float = 75.0  # idle client connections are closed after this
     xff_trusted: bool = False  # reserved: trust incoming X-Forwarded-* (not used for routing)
 
 

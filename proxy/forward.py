@@ -402,9 +402,10 @@ class Forward:
         self.conn.write(http1.error_response(status, error, exc.release, exc.reason, close=close))
         self._finish("upstream_" + exc.kind)
 
-    def reject(self, detail: str) -> None:
+    def reject(self, detail: str, status: int = 400) -> None:
         """The request turned out malformed after its head went to the release: cut the
-        release off, and answer a 400 (or, if the response has begun, cut the client off)."""
+        release off, and answer a 400 (or, if the response has begun, cut the client off).
+        ``status`` 500: the proxy itself failed on this request."""
         if self.finished:
             return
         if self.task is not None:
@@ -420,9 +421,10 @@ class Forward:
         else:
             self.stash = None
             self.head_sent = True
-            self.ex.status = 400
-            self.conn.write(http1.error_response(400, "bad_request", None, detail, close=True))
-        self._finish("bad_request")
+            self.ex.status = status
+            error = "bad_request" if status == 400 else "internal_error"
+            self.conn.write(http1.error_response(status, error, None, detail, close=True))
+        self._finish("bad_request" if status == 400 else "internal_error")
 
     def client_lost(self) -> None:
         """The client went away: stop work for it; the upstream connection is not reused."""

@@ -81,6 +81,7 @@ class ClientConnection(asyncio.Protocol):
         self.upgrading: Forward | None = None  # the upgrade request awaiting its answer
         self.held = b""  # bytes after an upgrade request's head, until its answer
         self.rejected: str | None = None  # why a malformed request is owed a 400
+        self.reject_status = 400  # 500 when the proxy itself failed on the request
         self.paused = 0
         self.write_paused = False  # the client is not taking response bytes fast enough
         self.http10 = False
@@ -108,6 +109,10 @@ class ClientConnection(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             self._upgrade_pending(data[exc.args[0] :])
+        except httptools.HttpParserCallbackError:
+            # A step failed on this request: our bug, not the client's. Say so, log it.
+            log.exception("internal error while handling a request from %s", self.peer)
+            self._bad_request("the proxy failed on this request", status=500)
         except httptools.HttpParserError as exc:
             self._bad_request(str(exc))
 
@@ -242,7 +247,7 @@ class ClientConnection(asyncio.Protocol):
             nxt.begin()
             return
         if self.rejected is not None:  # the requests before the malformed one are answered
-            self._reject_now(self.rejected)
+            self._reject_now(self.rejected, self.reject_status)
             return
         self.resume_reading(self.PAUSE_PIPELINE | self.PAUSE_UPGRADE)
         self.idle_since = self.ctx.loop.time()
@@ -277,27 +282,30 @@ class ClientConnection(asyncio.Protocol):
         self.held = rest
         self.pause_reading(self.PAUSE_UPGRADE)
 
-    def _bad_request(self, detail: str) -> None:
+    def _bad_request(self, detail: str, status: int = 400) -> None:
         """A malformed request: the requests before it are answered, then a 400, then close.
 
         When the head was fine but the body is not, that request may already be on its way
         to the release: ``Forward.reject`` cuts it off there (the release must not take a
         truncated body for a complete one) and answers the 400 itself."""
-        log.info("malformed request from %s: %s", self.peer, detail)
+        if status == 400:
+            log.info("malformed request from %s: %s", self.peer, detail)
         self.rejected = detail
+        self.reject_status = status
         self.pause_reading(self.PAUSE_REJECTED)
         fwd, self.parsing = self.parsing, None
         if fwd is not None:
             if fwd is self.active:
-                fwd.reject(detail)
+                fwd.reject(detail, status)
                 return
             if fwd in self.queue:
                 self.queue.remove(fwd)
         if self.active is None:
-            self._reject_now(detail)
+            self._reject_now(detail, status)
 
-    def _reject_now(self, detail: str) -> None:
-        self.write(http1.error_response(400, "bad_request", None, detail, close=True))
+    def _reject_now(self, detail: str, status: int = 400) -> None:
+        error = "bad_request" if status == 400 else "internal_error"
+        self.write(http1.error_response(status, error, None, detail, close=True))
         if self.transport is not None:
             self.transport.close()
 

@@ -70,6 +70,8 @@ class Metrics:
             "switchback_rollbacks", "Rollbacks, by reason (manual, error_rate, latency).",
             ["reason"], registry=r,
         )  # fmt: skip
+        for reason in ("manual", "error_rate", "latency"):
+            self.rollbacks.labels(reason)
         self.reloads = Counter(
             "switchback_config_reloads", "Config reloads that took effect.", registry=r
         )
@@ -108,3 +110,5 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        for reason in ("not_json", "too_large", "malformed", "encoding"):
+            self.inspection_skipped.labels(reason)

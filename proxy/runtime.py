@@ -47,6 +47,7 @@ def listener_settings(config: Config) -> ListenerSettings:
         inspect_cap=config.telemetry.max_body_bytes,
         served_by=config.traffic.served_by_header,
         trust_forwarded=config.server.xff_trusted,
+        keepalive_timeout=config.server.keepalive_timeout,
     )
 
 
@@ -110,6 +111,10 @@ class Runtime:
         self.control.restore()
         self.pools = {name: self._make_pool(name) for name in cfg.releases}
         for name in self.pools:
+            # Series that count failures exist from the start, at zero, so that rate() and
+            # increase() see the first failure after a restart.
+            for kind in ("connect", "timeout", "broken"):
+                self.metrics.upstream_errors.labels(name, kind)
             self.metrics.in_flight.labels(name).set_function(self._in_flight_of(name))
             self.metrics.tunnels.labels(name).set_function(self._tunnels_of(name))
         await self.telemetry.start(self.spawn)
