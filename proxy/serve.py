@@ -1,6 +1,7 @@
 """``switchback run``: the process around the runtime.
 
-Signals: SIGTERM and SIGINT drain and exit 0; SIGHUP reloads the config. The config file is also
+Signals: SIGTERM and SIGINT drain and exit 0; SIGHUP reloads the config (one received while
+starting is honoured once running, rather than ending the process). The config file is also
 watched (polled once a second, following symlinks, so a Kubernetes ConfigMap update, which swaps
 a symlink, is seen) and reloaded when it changes. A reload that fails keeps the old config.
 """
@@ -12,11 +13,14 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from proxy.config import load_config
 from proxy.config_schema import Config
 from proxy.errors import ConfigError
-from proxy.runtime import Runtime
+
+if TYPE_CHECKING:  # imported by serve(): run_main catches SIGHUP before the heavy imports
+    from proxy.runtime import Runtime
 
 log = logging.getLogger("switchback")
 
@@ -52,8 +56,13 @@ async def watch_config(runtime: Runtime, read: Fingerprint | None = None) -> Non
             pass  # logged and counted by reload(); the old config stays
 
 
-async def serve(config: Config, read: Fingerprint | None = None) -> int:
-    """Run until SIGTERM or SIGINT. ``read``: the file's fingerprint before it was read."""
+async def serve(
+    config: Config, read: Fingerprint | None = None, early_hups: Sequence[int] = ()
+) -> int:
+    """Run until SIGTERM or SIGINT. ``read``: the file's fingerprint before it was read;
+    ``early_hups``: SIGHUPs received while starting (one reload follows once running)."""
+    from proxy.runtime import Runtime
+
     loop = asyncio.get_running_loop()
     runtime = Runtime(config)
     try:
@@ -76,6 +85,8 @@ async def serve(config: Config, read: Fingerprint | None = None) -> int:
         runtime.spawn(reload())
 
     loop.add_signal_handler(signal.SIGHUP, on_hup)
+    if early_hups:  # the file may have changed after it was read: read it again
+        on_hup()
     runtime.spawn(watch_config(runtime, read))
     await stop.wait()
     log.info("stopping: draining in-flight requests (up to %g s)", config.server.drain_timeout)
@@ -86,6 +97,13 @@ async def serve(config: Config, read: Fingerprint | None = None) -> int:
 
 def run_main(path: str) -> int:
     """Load, validate and serve ``path``; a bad file is refused before anything starts."""
+    # SIGHUP's default action ends the process. Until the event loop takes it over, a SIGHUP
+    # (a reload asked for while starting) is noted and honoured once running. Installed before
+    # the heavy imports, which take most of the start-up time.
+    early_hups: list[int] = []
+    signal.signal(signal.SIGHUP, lambda signum, frame: early_hups.append(signum))
+    from proxy.config import load_config
+
     logging.basicConfig(
         level=os.environ.get("SWITCHBACK_LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -99,5 +117,5 @@ def run_main(path: str) -> int:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; keep running without it
-        return asyncio.run(serve(config, read))
-    return uvloop.run(serve(config, read))
+        return asyncio.run(serve(config, read, early_hups))
+    return uvloop.run(serve(config, read, early_hups))

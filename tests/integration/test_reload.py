@@ -303,6 +303,28 @@ async def start_and_act_while_starting(
     return process
 
 
+async def test_sighup_while_starting_reloads_once_running(
+    releases: Releases, tmp_path: Path, processes: Processes
+) -> None:
+    """A SIGHUP that arrives before Switchback is ready neither kills it nor is lost: the file
+    changed after Switchback read it is applied once it runs."""
+    path = subprocess_config(releases, tmp_path)
+
+    def change_and_hup(inner: ProxyProcess) -> None:
+        rewrite_unseen(path, "blue: 100\n    green: 0", "blue: 70\n    green: 30")
+        inner.proc.send_signal(signal.SIGHUP)
+
+    proc = await start_and_act_while_starting(path, tmp_path / "state", change_and_hup)
+    processes.started.append(proc)
+    await poll(
+        lambda: status_of(proc),
+        lambda s: s["weights"] == {"blue": 70.0, "green": 30.0},
+        5,
+        "the file read again after the early SIGHUP",
+    )
+    assert await proc.terminate() == 0
+
+
 async def test_file_changed_while_starting_is_picked_up_by_the_watcher(
     releases: Releases, tmp_path: Path, processes: Processes
 ) -> None:
