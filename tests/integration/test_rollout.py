@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 
 from proxy.cli import main
-from tests.integration.conftest import StartProxy, sample
+from tests.integration.conftest import Proxy, StartProxy, sample
 from tests.integration.helpers_rollout import (
     Load,
     Result,
     failed,
     green_share,
+    poll,
     read_config,
     status_of,
     wait_for_state,
@@ -35,7 +36,7 @@ FAST = {
 class Timeline:
     """Polls /status and notes when the rollout's (state, step) changes."""
 
-    def __init__(self, proxy: Any) -> None:
+    def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
         self.changes: list[tuple[float, tuple[str, int]]] = []
         self.task = asyncio.create_task(self._watch())
@@ -141,13 +142,9 @@ async def test_no_data_holds_the_step(switchback: StartProxy) -> None:
     code, _ = await proxy.admin_call("POST", "/rollout")
     assert code == 200
     # Once the first step's time is up, the step is held for want of requests.
-    held = await wait_for_state(proxy, "ramping", 5)
-    for _ in range(100):
-        held = await status_of(proxy)
-        if held["rollout"]["reason"]:
-            break
-        await asyncio.sleep(0.05)
+    held = await poll(lambda: status_of(proxy), lambda s: s["rollout"]["reason"], 5, "a hold")
     assert held["rollout"]["reason"] == "hold: 0 of 10 requests"
+    assert (held["rollout"]["state"], held["rollout"]["step"]) == ("ramping", 0)
     # A few requests, fewer than min_requests, are no data either.
     async with Load(proxy.url, clients=4, pause=0.05) as load:
         await load.wait_for_requests(8)
