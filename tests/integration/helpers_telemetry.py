@@ -248,5 +248,10 @@ def last_seen(samples: Samples) -> dict[tuple[str, str], float]:
 
 
 def skips(samples: Samples) -> dict[str, float]:
-    """``switchback_inspection_skipped_total`` as {reason: value}."""
-    return {dict(labels)["reason"]: v for (name, labels), v in samples.items() if name == SKIPPED}
+    """``switchback_inspection_skipped_total`` as {reason: value}, reasons counted at least once
+    (every reason's series exists from the start, at zero)."""
+    return {
+        dict(labels)["reason"]: v
+        for (name, labels), v in samples.items()
+        if name == SKIPPED and v > 0
+    }
