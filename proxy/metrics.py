@@ -7,7 +7,9 @@ come from fixed sets, deprecated elements come from config, and clients go throu
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from proxy.metric_tables import CounterTable, GaugeTable, HistogramTable
 
 LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -20,18 +22,19 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        self.requests = Counter(
+        # Updated on every exchange: plain tables rendered at scrape time (metric_tables).
+        self.requests = CounterTable(
             "switchback_requests",
             "Responses sent to clients, by the release that served them and status code.",
             ["release", "code"],
-            registry=r,
+            r,
         )
-        self.duration = Histogram(
+        self.duration = HistogramTable(
             "switchback_request_duration_seconds",
             "Time from the request head to the end of the response, by release.",
             ["release"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+            LATENCY_BUCKETS,
+            r,
         )
         self.upstream_errors = Counter(
             "switchback_upstream_errors",
@@ -80,17 +83,17 @@ class Metrics:
             "Config reloads refused (invalid file, or a refused change); the old config stays.",
             registry=r,
         )
-        self.deprecated = Counter(
+        self.deprecated = CounterTable(
             "switchback_deprecated",
             "Uses (client sent it) and exposures (client received it) of deprecated elements.",
             ["element", "kind", "client"],
-            registry=r,
+            r,
         )
-        self.deprecated_last_seen = Gauge(
+        self.deprecated_last_seen = GaugeTable(
             "switchback_deprecated_last_seen_timestamp_seconds",
             "When a client last used or was exposed to a deprecated element.",
             ["element", "client"],
-            registry=r,
+            r,
         )
         self.sunset = Gauge(
             "switchback_deprecation_sunset_timestamp_seconds",

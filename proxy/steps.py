@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from prometheus_client.metrics import Counter, Histogram
-
 from proxy.clients import ClientIdentifier
 from proxy.metrics import Metrics
 from proxy.pipeline import Exchange, Step
@@ -53,25 +51,17 @@ class RecordExchange(Step):
     name = "record"
 
     def __init__(self, metrics: Metrics, windows: Windows, loop: asyncio.AbstractEventLoop) -> None:
-        self.metrics = metrics
-        self.windows = windows
+        self.requests = metrics.requests.inc
+        self.durations = metrics.duration.observe
+        self.windows = windows.record
         self.clock = loop.time
-        self._requests: dict[tuple[str, int], Counter] = {}
-        self._durations: dict[str, Histogram] = {}
 
     def done(self, ex: Exchange) -> None:
         now = self.clock()
         elapsed = now - ex.started
         release = ex.release
         status = ex.status
-        key = (release, status)
-        counter = self._requests.get(key)
-        if counter is None:
-            counter = self._requests[key] = self.metrics.requests.labels(release, str(status))
-        counter.inc()
-        hist = self._durations.get(release)
-        if hist is None:
-            hist = self._durations[release] = self.metrics.duration.labels(release)
-        hist.observe(elapsed)
+        self.requests((release, status))
+        self.durations((release,), elapsed)
         if ex.outcome != "client_closed":
-            self.windows.record(release, status, elapsed, now)
+            self.windows(release, status, elapsed, now)

@@ -17,13 +17,13 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from prometheus_client.metrics import Counter, Gauge
+from prometheus_client.metrics import Counter
 
 from proxy.bodyinspect import decoded_copy, is_json_content_type
 from proxy.config_schema import Config
 from proxy.depheaders import deprecation_headers
 from proxy.deprecations import Rule, RuleSet
-from proxy.labels import OTHER, ClientLabels
+from proxy.labels import ClientLabels
 from proxy.ledger import Ledger
 from proxy.metrics import Metrics
 from proxy.pipeline import Exchange, Step
@@ -42,8 +42,6 @@ class Telemetry:
         self.labels = ClientLabels(config.clients.known, config.clients.max_tracked)
         self._labelled: dict[str, None] = {}  # clients with their own label, in order of arrival
         self.ledger: Ledger | None = None
-        self._uses: dict[tuple[str, str, str], Counter] = {}
-        self._seen: dict[tuple[str, str], Gauge] = {}
         self._skips: dict[str, Counter] = {}
         self._publish_dates()
 
@@ -87,18 +85,8 @@ class Telemetry:
     # -- counting (called by the step when an exchange is done) --
     def count(self, rule: Rule, kind: str, client_id: str, now: float) -> None:
         label = self.labels.label(client_id)
-        key = (rule.id, kind, label)
-        counter = self._uses.get(key)
-        if counter is None:
-            counter = self._uses[key] = self.metrics.deprecated.labels(rule.id, kind, label)
-            if label != OTHER:
-                self._labelled.setdefault(label)
-        counter.inc()
-        seen_key = (rule.id, label)
-        gauge = self._seen.get(seen_key)
-        if gauge is None:
-            gauge = self._seen[seen_key] = self.metrics.deprecated_last_seen.labels(*seen_key)
-        gauge.set(now)
+        self.metrics.deprecated.inc((rule.id, kind, label))
+        self.metrics.deprecated_last_seen.set((rule.id, label), now)
         if self.ledger is not None:
             self.ledger.record(rule.id, kind, client_id, now)
 
