@@ -77,7 +77,7 @@ class TrafficControl:
         editing anything else never undoes a rollback or another admin change."""
         old = self.config
         split_changed = _split(config) != _split(old)
-        if split_changed and self.rollout.state in ("ramping", "paused"):
+        if split_changed and self.rollout.state in ("ramping", "paused", "awaiting_promotion"):
             # Refused before anything changes: the file's split must still count as new at the
             # next reload, once the rollout is over.
             raise RolloutError(

@@ -35,6 +35,7 @@ from tests.integration.helpers_rollout import (
     processes_fixture,  # noqa: F401 - the processes fixture
     read_config,
     status_of,
+    wait_for_state,
     wait_until,
     write_config,
 )
@@ -176,6 +177,37 @@ async def test_split_change_refused_during_a_rollout_applies_once_it_is_over(
     async with Load(proxy.url, clients=20) as load:
         await load.wait_for_requests(60)
     assert {r.served_by for r in load.results} == {"blue", "green"}
+
+
+async def test_split_change_refused_while_a_rollout_awaits_promotion(
+    switchback: StartProxy,
+) -> None:
+    """Green at 100% waiting for an operator is still a rollout in progress: the file may not
+    take green out from under it (only a rollback, counted and with a reason, may)."""
+    proxy = await switchback(
+        {"rollout": {"steps": [100], "step_seconds": 1.0, "min_requests": 5, "max_p99_ms": 5000}}
+    )
+    async with Load(proxy.url, clients=10) as load:
+        code, _ = await proxy.admin_call("POST", "/rollout")
+        assert code == 200
+        await wait_for_state(proxy, "awaiting_promotion", 10)
+        edit(proxy.config_path, {"traffic": {"weights": {"blue": 50, "green": 50}}})
+        code, body = await proxy.admin_call("POST", "/reload")
+        await load.wait_for_requests(30)
+    assert (code, body) == (
+        400,
+        {
+            "error": f"{proxy.config_path}: traffic: the file changes the split while a rollout "
+            "is awaiting_promotion; roll back or promote first"
+        },
+    )
+    status = await status_of(proxy)
+    assert (status["weights"], status["rollout"]["state"]) == (
+        {"blue": 0.0, "green": 100.0},
+        "awaiting_promotion",
+    )
+    code, body = await proxy.admin_call("POST", "/promote")
+    assert (code, body["stable"]) == (200, "green")
 
 
 async def test_pin_added_during_a_rollout_takes_effect_and_the_rollout_goes_on(
