@@ -319,6 +319,23 @@ async def test_cli_drives_a_running_switchback(
     assert "rollout:       promoted" in out
     assert "traffic from:  state (saved admin changes override" in out
 
+    config = read_config(proxy.config_path)
+    config["releases"]["green"]["url"] = "http://127.0.0.1:9"
+    write_config(proxy.config_path, config)
+    code, out, err = await cli("reload", *write)
+    assert (code, out) == (1, "")
+    assert err == (
+        f"switchback: {proxy.config_path}: releases.green.url: http://127.0.0.1:9 refused: green "
+        "carries 100% of traffic and 0 request(s) in flight; a release's URL may change only at "
+        "0% with nothing in flight\n"
+    )
+    config["releases"]["green"]["url"] = (await status_of(proxy))["releases"]["green"]["url"]
+    config["upstream"]["response_timeout"] = 3.0
+    write_config(proxy.config_path, config)
+    code, out, err = await cli("reload", *write)
+    assert (code, err) == (0, "")
+    assert out == "config reloaded\nweights:  green 100% (stable), blue 0%\nrollout:  promoted\n"
+
 
 async def test_pause_holds_a_healthy_rollout_and_resume_goes_on(switchback: StartProxy) -> None:
     proxy = await switchback(FAST)
