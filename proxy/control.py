@@ -55,6 +55,11 @@ class TrafficControl:
             self.persist()
             return
         releases = set(self.config.releases)
+        if saved.source == "config" and (saved.rollout is None or saved.rollout.state == "idle"):
+            # Nobody changed the split since it was taken from the file: the file (perhaps
+            # edited while Switchback was stopped) is still where it comes from.
+            self.persist()
+            return
         if {saved.stable, saved.candidate} != releases or set(saved.weights) != releases:
             log.warning("state in %s names other releases; starting from config",
                         self.config.state_dir)  # fmt: skip
@@ -210,6 +215,7 @@ class TrafficControl:
             weights=dict(self.traffic.weights),
             rollout=self.rollout,
             saved_at=time.time(),
+            source=self.source,
         )
         save_state(self.config.state_dir, state)
         self.publish()

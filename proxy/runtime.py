@@ -219,11 +219,15 @@ class Runtime:
             raise ConfigError(str(exc)) from None
         self.config = new
         for name in new.releases:
-            if new.releases[name].url != old.releases[name].url or new.upstream != old.upstream:
-                old_pool = self.pools[name]
+            pool = self.pools[name]
+            if new.releases[name].url != old.releases[name].url:
+                # Only allowed with nothing in flight (checked above): a fresh pool.
                 self.pools[name] = self._make_pool(name)
-                self.pools[name].in_flight = 0
-                old_pool.close()
+                pool.close()
+            elif new.upstream != old.upstream:
+                # Same release, new settings: the pool and its in-flight requests stay.
+                pool.connect_timeout = new.upstream.connect_timeout
+                pool.max_idle = new.upstream.pool_size
         self.settings = listener_settings(new)
         self.telemetry.reconfigure(new)
         self.pipeline = self.build_pipeline()

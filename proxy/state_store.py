@@ -28,6 +28,9 @@ class PersistedState(msgspec.Struct, frozen=True, kw_only=True):
     weights: dict[str, float]
     rollout: Rollout | None = None
     saved_at: float  # wall-clock seconds
+    # Where the split came from: "config" (the file's, untouched since) or "state" (set by an
+    # operator or a rollout). A split still from config yields to an edited file at start.
+    source: str = "state"
 
 
 def save_state(state_dir: str, state: PersistedState) -> None:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from tests.integration.conftest import (
     Proxy,
@@ -123,12 +122,6 @@ async def test_url_change_with_requests_in_flight_is_refused_until_they_finish(
         await runner.cleanup()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a reload that changes the upstream section replaces every release's pool and sets "
-    "the new pool's in-flight count to 0, so requests still in flight on the old pool are "
-    "no longer counted (status, metric, and this guard)",
-)
 async def test_url_change_refused_while_in_flight_even_after_an_upstream_change(
     switchback: StartProxy, releases: Releases
 ) -> None:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-import pytest
-
 from tests.integration.conftest import Releases, base_config, merge
 from tests.integration.helpers_rollout import (
     Load,
@@ -99,11 +97,6 @@ async def test_promotion_survives_sigkill(
     assert {(r.status, r.served_by) for r in load.results} == {(200, "green")}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the first start saves the file's split as if an operator had set it, and the saved "
-    "state wins at every later start; the state file does not say where its split came from",
-)
 async def test_split_edited_in_the_file_while_stopped_applies_when_nobody_changed_it(
     releases: Releases, tmp_path: Path, processes: Processes
 ) -> None:
