@@ -5,9 +5,10 @@
 
 For a 1 KB and a 100 KB JSON body it measures, in alternation round after round (so a noisy
 machine hurts every target alike): the release hit directly, nginx in front (one worker,
-split_clients 90/10, keep-alive pools), and Switchback in front (the same split), plain and,
-with ``--variants plain,rules``, with a deprecation rule on ``user.role`` that makes it inspect
-every body. Each target gets a busy run (``--connections``, default 50) and a one-connection
+split_clients 90/10, keep-alive pools), and Switchback in front (the same split): plain; with
+a deprecation rule on ``user.role`` as shipped (``rules``: a body whose strong ETag was already
+inspected is not parsed again); and with the rule and that cache off (``rules-nocache``: every
+body held and parsed, the cost for responses without a strong ETag). Each target gets a busy run (``--connections``, default 50) and a one-connection
 run (the proxy's own latency). It prints markdown tables and writes the raw numbers to
 loadtest/results/<timestamp>.json. See loadtest/README.md for what each number means.
 
@@ -41,7 +42,7 @@ from targets import CLIENT_HEADER, HOST, SIZES, Processes, StartError, Target
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
-VARIANTS = ("plain", "rules")
+VARIANTS = ("plain", "rules", "rules-nocache")
 INSTALL_HINT = "install with: sudo apt-get install wrk nginx-light"
 
 
@@ -56,8 +57,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--connections", type=int, default=50, help="busy-run connections (50)")
     p.add_argument(
         "--variants",
-        default="plain,rules",
-        help="Switchback variants: plain, rules, both (default plain,rules) or none",
+        default="plain,rules,rules-nocache",
+        help="Switchback variants: plain, rules (ETag cache on, as shipped), rules-nocache "
+        "(every body parsed); default all three, or none",
     )
     p.add_argument(
         "--sizes", default=",".join(SIZES), help=f"body sizes (default {','.join(SIZES)})"
@@ -152,7 +154,7 @@ def start_targets(procs: Processes, tools: dict[str, str], variants: list[str]) 
         argv = [sys.executable, "-m", "proxy", "run", "--config", str(conf)]
         proc = procs.start(name, argv, cwd=REPO)
         procs.wait_ready(name, f"http://{HOST}:{admin}/readyz")
-        with_rules = variant == "rules"
+        with_rules = variant.startswith("rules")
         out.append(
             Target(
                 name,

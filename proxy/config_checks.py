@@ -131,6 +131,7 @@ _NUMBERS: tuple[tuple[str, Callable[[float], bool], str], ...] = (
     ("telemetry.report_days", lambda v: v > 0, "is not positive"),
     ("telemetry.retention_days", lambda v: v > 0, "is not positive"),
     ("telemetry.flush_seconds", lambda v: _finite(v) and v > 0, "is not positive"),
+    ("telemetry.etag_cache", lambda v: v >= 0, "is negative (0 turns the cache off)"),
 )
 
 

@@ -89,6 +89,9 @@ class TelemetryConfig(_Frozen, frozen=True, forbid_unknown_fields=True, kw_only=
     report_days: int = 30  # the report's window ("used in the last N days")
     retention_days: int = 400  # ledger rows older than this are pruned
     flush_seconds: float = 2.0  # ledger batch interval
+    # Responses with a strong ETag already inspected are not held or parsed again: what was
+    # found is remembered for this many representations (0: inspect every response).
+    etag_cache: int = 4096
 
 
 class Config(_Frozen, frozen=True, kw_only=True):

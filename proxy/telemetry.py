@@ -32,6 +32,8 @@ from proxy.report import ElementInfo, build_report, report_to_json
 log = logging.getLogger("switchback.telemetry")
 
 Spawn = Callable[[Coroutine[Any, Any, None]], Any]
+# (method, target, strong ETag, Content-Encoding, the rules applied)
+EtagKey = tuple[str, bytes, bytes, bytes | None, tuple[Rule, ...]]
 
 
 class Telemetry:
@@ -43,6 +45,9 @@ class Telemetry:
         self._labelled: dict[str, None] = {}  # clients with their own label, in order of arrival
         self.ledger: Ledger | None = None
         self._skips: dict[str, Counter] = {}
+        # What was found in a representation with a strong ETag (bounded; 0 disables).
+        self.etag_limit = config.telemetry.etag_cache
+        self.by_etag: dict[EtagKey, tuple[Rule, ...]] = {}
         self._publish_dates()
 
     def _publish_dates(self) -> None:
@@ -68,6 +73,8 @@ class Telemetry:
         old = self.config.clients
         self.config = config
         self.rules = RuleSet.compile(config.deprecations)
+        self.etag_limit = config.telemetry.etag_cache
+        self.by_etag = {}  # keyed by the old rules: none would match again
         new = config.clients
         if (new.known, new.max_tracked) != (old.known, old.max_tracked):
             # A client named in ``known`` gets its own label at once; the clients that had one
@@ -89,6 +96,12 @@ class Telemetry:
         self.metrics.deprecated_last_seen.set((rule.id, label), now)
         if self.ledger is not None:
             self.ledger.record(rule.id, kind, client_id, now)
+
+    def remember(self, key: EtagKey, found: tuple[Rule, ...]) -> None:
+        cache = self.by_etag
+        if len(cache) >= self.etag_limit:
+            del cache[next(iter(cache))]  # the oldest entry
+        cache[key] = found
 
     def skipped(self, reason: str) -> None:
         counter = self._skips.get(reason)
@@ -138,18 +151,18 @@ class DeprecationStep(Step):
 
     def _inspect(
         self, rules: tuple[Rule, ...] | None, body: bytes, encoding: bytes | None
-    ) -> tuple[Rule, ...]:
-        """The rules found in a JSON body (decompressed copy); skips are counted by reason."""
+    ) -> tuple[Rule, ...] | None:
+        """The rules found in a JSON body (decompressed copy); None when it could not be
+        inspected (the reason is counted)."""
         if not rules or not body:
-            return ()
+            return None
         decoded = decoded_copy(body, encoding, self.cap)
         if isinstance(decoded, str):
             self.t.skipped(decoded)
-            return ()
+            return None
         found = RuleSet.match_body(rules, decoded)
         if found is None:
             self.t.skipped("malformed")
-            return ()
         return found
 
     def response_head(self, ex: Exchange) -> None:
@@ -160,14 +173,36 @@ class DeprecationStep(Step):
             if not _empty(ex.response_header(b"content-length")):  # a body it cannot read
                 self.t.skipped("not_json")
             return
+        key = self._etag_key(ex, rules)
+        if key is not None:
+            known = self.t.by_etag.get(key)
+            if known is not None:  # this exact representation was inspected before
+                if known:
+                    ex.notes["dep_exposed"] = list(known)
+                return
+            ex.notes["dep_etag_key"] = key
         ex.notes["dep_resp_rules"] = rules
         ex.want_response_body = True
+
+    def _etag_key(self, ex: Exchange, rules: tuple[Rule, ...]) -> EtagKey | None:
+        """A strong ETag names one representation, byte for byte (RFC 9110 section 8.8.1), so
+        what was found in it once holds for every response that carries it again."""
+        if not self.t.etag_limit:
+            return None
+        etag = ex.response_header(b"etag")
+        if etag is None or etag[:2] == b"W/":
+            return None
+        encoding = ex.response_header(b"content-encoding")
+        return (ex.method, ex.target, etag, encoding, rules)
 
     def response_body(self, ex: Exchange, body: bytes) -> None:
         encoding = ex.response_header(b"content-encoding")
         found = self._inspect(ex.notes.get("dep_resp_rules"), body, encoding)
         if found:
             ex.notes["dep_exposed"] = list(found)
+        key = ex.notes.get("dep_etag_key")
+        if key is not None and found is not None:
+            self.t.remember(key, found)
 
     def respond(self, ex: Exchange) -> None:
         notes = ex.notes
