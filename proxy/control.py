@@ -28,6 +28,8 @@ from proxy.window import Windows
 
 log = logging.getLogger("switchback.control")
 
+MIN_WINDOW_SECONDS = 5.0
+
 
 class TrafficControl:
     def __init__(
@@ -67,7 +69,11 @@ class TrafficControl:
             return
         base = initial_traffic(self.config)
         self.traffic = msgspec.structs.replace(
-            base, stable=saved.stable, candidate=saved.candidate, weights=dict(saved.weights)
+            base,
+            stable=saved.stable,
+            candidate=saved.candidate,
+            weights=dict(saved.weights),
+            out_of_service=saved.out_of_service,
         )
         if saved.rollout is not None:
             self.rollout = saved.rollout
@@ -92,7 +98,7 @@ class TrafficControl:
         self.config = config
         base = initial_traffic(config)
         if split_changed:
-            self.traffic = base
+            self.traffic = _in_service(base, self.traffic.out_of_service)
             self.source = "config"
         else:
             self.traffic = msgspec.structs.replace(
@@ -100,6 +106,7 @@ class TrafficControl:
                 stable=self.traffic.stable,
                 candidate=self.traffic.candidate,
                 weights=self.traffic.weights,
+                out_of_service=self.traffic.out_of_service,
             )
         self.persist()
 
@@ -163,7 +170,10 @@ class TrafficControl:
             return
         now_wall = time.time()
         now = self.clock()
-        window = max(1.0, min(self.rollout.step_seconds, now_wall - self.rollout.step_started_at))
+        # The step so far, but never less than a few seconds (nor more than a step): a window
+        # of a fraction of a second would judge the stable release on almost nothing.
+        elapsed = now_wall - self.rollout.step_started_at
+        window = min(self.rollout.step_seconds, max(MIN_WINDOW_SECONDS, elapsed))
         stats = (
             self.windows.snapshot(self.traffic.candidate, now, window),
             self.windows.snapshot(self.traffic.stable, now, window),
@@ -189,6 +199,7 @@ class TrafficControl:
                 stable=new_stable,
                 candidate=traffic.stable,
                 weights={new_stable: 100.0, traffic.stable: 0.0},
+                out_of_service=None,
             )
         elif tr.candidate_weight is not None:
             w = float(tr.candidate_weight)
@@ -196,6 +207,8 @@ class TrafficControl:
         if tr.log:
             log.info("rollout: %s", tr.log)
         if tr.rolled_back:
+            # Out of production for every client: pins and the override header included.
+            traffic = msgspec.structs.replace(traffic, out_of_service=traffic.candidate)
             # Rolling back again when nothing is left to take away is not another rollback.
             if was != "rolled_back" or self.traffic.carries_traffic(self.traffic.candidate):
                 self.metrics.rollbacks.labels(rollback_kind).inc()
@@ -203,7 +216,7 @@ class TrafficControl:
         self._swap(traffic, "admin")
 
     def _swap(self, traffic: TrafficState, source: str) -> None:
-        self.traffic = traffic
+        self.traffic = _in_service(traffic, traffic.out_of_service)
         self.source = "state" if source == "admin" else source
         self.persist()
 
@@ -216,6 +229,7 @@ class TrafficControl:
             rollout=self.rollout,
             saved_at=time.time(),
             source=self.source,
+            out_of_service=self.traffic.out_of_service,
         )
         save_state(self.config.state_dir, state)
         self.publish()
@@ -245,6 +259,7 @@ class TrafficControl:
                 "step_seconds": r.step_seconds,
                 "reason": r.reason,
             },
+            "out_of_service": self.traffic.out_of_service,
         }
 
 
@@ -276,6 +291,15 @@ def check_weights(weights: Mapping[str, Any], traffic: TrafficState) -> dict[str
 def _split(config: Config) -> tuple[str, dict[str, float]]:
     """What of the config's traffic section a reload may change only between rollouts."""
     return config.traffic.stable, config.traffic.weights
+
+
+def _in_service(traffic: TrafficState, out: str | None) -> TrafficState:
+    """``traffic`` with ``out`` kept out of service, unless its weight brings it back."""
+    if out is not None and traffic.carries_traffic(out):
+        out = None
+    if out == traffic.out_of_service:
+        return traffic
+    return msgspec.structs.replace(traffic, out_of_service=out)
 
 
 def _reason_kind(reason: str | None) -> str:

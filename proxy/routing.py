@@ -3,6 +3,7 @@
 Precedence, first match wins:
 1. the override header, when enabled in config and naming a known release;
 2. a client pinned to a release in config;
+   (neither reaches a release a rollback took out of service: ``out_of_service``)
 3. the sticky weighted choice: the client id hashes (BLAKE2b, the same in every process and
    replica, unlike Python's salted ``hash()``) into buckets 0..9999, and the candidate owns the
    lowest ``weight x 100`` buckets. Raising the candidate's weight therefore only moves clients
@@ -54,6 +55,9 @@ class TrafficState(msgspec.Struct, frozen=True, kw_only=True):
     weights: dict[str, float]  # release -> percent, sums to 100
     override_header: str | None = None  # lower-case header name, or None when disabled
     pins: dict[str, str] = msgspec.field(default_factory=dict)  # client id -> release
+    # A release taken out of production by a rollback: no client reaches it, not even through
+    # a pin or the override header, until weights, a rollout or a promotion bring it back.
+    out_of_service: str | None = None
 
     @property
     def candidate_buckets(self) -> int:
@@ -74,10 +78,10 @@ def route(client_id: str, override: str | None, state: TrafficState) -> str:
     """The release that serves this client. ``override`` is the override header's value."""
     if override is not None and state.override_header is not None:
         name = override.strip().lower()
-        if name in state.weights:
+        if name in state.weights and name != state.out_of_service:
             return name
     pinned = state.pins.get(client_id)
-    if pinned is not None:
+    if pinned is not None and pinned != state.out_of_service:
         return pinned
     if bucket_of(client_id) < _buckets(state):
         return state.candidate

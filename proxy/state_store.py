@@ -31,6 +31,7 @@ class PersistedState(msgspec.Struct, frozen=True, kw_only=True):
     # Where the split came from: "config" (the file's, untouched since) or "state" (set by an
     # operator or a rollout). A split still from config yields to an edited file at start.
     source: str = "state"
+    out_of_service: str | None = None  # a release a rollback took out (pins included)
 
 
 def save_state(state_dir: str, state: PersistedState) -> None:

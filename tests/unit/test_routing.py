@@ -11,6 +11,7 @@ import subprocess
 import sys
 from functools import cache
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -234,3 +235,19 @@ def test_failover_only_to_a_release_that_carries_traffic(
     weight: float, failed: str, expected: str | None
 ) -> None:
     assert failover_target(state(weight), failed) == expected
+
+
+def test_a_release_out_of_service_is_reached_by_no_pin_and_no_override() -> None:
+    state = TrafficState(
+        stable="blue",
+        candidate="green",
+        weights={"blue": 100.0, "green": 0.0},
+        override_header="x-release",
+        pins={"beta-app": "green", "legacy-ios": "blue"},
+    )
+    assert route("beta-app", None, state) == "green"
+    assert route("anyone", "green", state) == "green"
+    out = msgspec.structs.replace(state, out_of_service="green")
+    assert route("beta-app", None, out) == "blue"
+    assert route("anyone", "green", out) == "blue"
+    assert route("legacy-ios", None, out) == "blue"
