@@ -85,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_check)
     p = sub.add_parser("demo", help="start demo blue/green apps and the proxy in front")
     p.add_argument("--no-wait", action="store_true", help="exit after the demo run")
+    p.add_argument(
+        "--fail-rate",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help="make green answer 500 to this share of requests, to watch an automatic rollback",
+    )
     p.set_defaults(func=_demo)
 
     admin = argparse.ArgumentParser(add_help=False)
@@ -169,7 +176,10 @@ def _check(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from proxy.demo import main as demo_main
 
-    return demo_main(["--no-wait"] if args.no_wait else [])
+    argv = ["--no-wait"] if args.no_wait else []
+    if args.fail_rate is not None:
+        argv += ["--fail-rate", str(args.fail_rate)]
+    return demo_main(argv)
 
 
 # -- admin commands: each returns (the server's JSON, human text, exit code) --

@@ -160,7 +160,7 @@ Switchback {base}   admin {admin}   {releases}
   SWITCHBACK_ADMIN_TOKEN={TOKEN} {cli} promote
 
 To see an automatic rollback, run the demo with a failing green:
-  {_short(Path(sys.executable))} -m proxy.demo --fail-rate 0.3
+  {_short(Path(sys.executable))} -m proxy demo --fail-rate 0.3
 
 Switchback's log: {demo.log}
 Press Ctrl-C to stop."""
