@@ -9,7 +9,8 @@ split_clients 90/10, keep-alive pools), and Switchback in front (the same split)
 a deprecation rule on ``user.role`` as shipped (``rules``: a body whose strong ETag was already
 inspected is not parsed again); and with the rule and that cache off (``rules-nocache``: every
 body held and parsed, the cost for responses without a strong ETag). Each target gets a busy
-run (``--connections``, default 50) and a one-connection run (the proxy's own latency). It prints markdown tables and writes the raw numbers to
+run (``--connections``, default 50) and a one-connection run (the proxy's own latency). It
+prints markdown tables and writes the raw numbers to
 loadtest/results/<timestamp>.json. See loadtest/README.md for what each number means.
 
 Exit status: 0 done; 1 a server failed to start or answered wrongly; 2 wrk or nginx missing,
