@@ -25,6 +25,7 @@ last flush, never corrupt the file):
 from __future__ import annotations
 
 import asyncio
+import calendar
 import functools
 import itertools
 import logging
@@ -56,6 +57,11 @@ CREATE TABLE IF NOT EXISTS usage (
 CREATE INDEX IF NOT EXISTS usage_day ON usage (day);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);
 CREATE TABLE IF NOT EXISTS elements (id TEXT PRIMARY KEY, first_configured REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS watched (
+    element TEXT NOT NULL,
+    day INTEGER NOT NULL,
+    PRIMARY KEY (element, day)
+);
 """
 
 _UPSERT = """
@@ -100,6 +106,11 @@ def _merge_into(target: dict[Key, _Tally], batch: dict[Key, _Tally]) -> None:
             mine.merge(tally)
 
 
+def _day_number(day_text: str) -> int:
+    """'YYYY-MM-DD' -> days since the epoch (UTC)."""
+    return int(calendar.timegm(time.strptime(day_text, "%Y-%m-%d")) // DAY)
+
+
 def _day(ts: float) -> int:
     return int(ts // DAY)
 
@@ -138,6 +149,13 @@ class Ledger:
         self._first_configured: dict[str, float] = dict(
             self._conn.execute("SELECT id, first_configured FROM elements")
         )
+        # Days (since the epoch, UTC) on which each element was configured and watched: time
+        # Switchback was down, or an element was out of the config, is not observation.
+        self._watched: dict[str, set[int]] = {}
+        for element, day in self._conn.execute("SELECT element, day FROM watched"):
+            self._watched.setdefault(element, set()).add(int(day))
+        self._watching: set[str] = set()
+        self._pending_watched: set[tuple[str, int]] = set()
         self._pending: dict[Key, _Tally] = {}
         self._pending_elements: dict[str, float] = {}
         self._inflight: dict[Key, _Tally] | None = None  # being written; cleared on commit
@@ -169,10 +187,26 @@ class Ledger:
 
         Ids seen before keep their first date. Written with the next flush.
         """
+        ids = list(ids)
         for element in ids:
             if element not in self._first_configured:
                 self._first_configured[element] = now
                 self._pending_elements[element] = now
+        self.watch(ids, now)
+
+    def watch(self, ids: Iterable[str], now: float) -> None:
+        """From now on ``ids`` are the configured elements; the day of ``now`` counts as watched
+        for them (every flush marks its own day too)."""
+        self._watching = set(ids)
+        self._mark(now)
+
+    def _mark(self, now: float) -> None:
+        day = _day(now)
+        for element in self._watching:
+            days = self._watched.setdefault(element, set())
+            if day not in days:
+                days.add(day)
+                self._pending_watched.add((element, day))
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -186,24 +220,31 @@ class Ledger:
         while self._writing is not None:  # a write started by an earlier (cancelled) flush
             await asyncio.wait([self._writing])
         now = time.time() if now is None else now
+        self._mark(now)
         prune_before = None
         if now >= self._next_prune:
             self._next_prune = now + PRUNE_EVERY
             prune_before = _day_text(_day(now - self.retention_days * DAY))
-        if not self._pending and not self._pending_elements and prune_before is None:
+        nothing = not self._pending and not self._pending_elements and not self._pending_watched
+        if nothing and prune_before is None:
             return
         usage, self._pending = self._pending, {}
         elements, self._pending_elements = self._pending_elements, {}
+        watched, self._pending_watched = self._pending_watched, set()
         self._inflight = usage
         writing = asyncio.ensure_future(
-            asyncio.to_thread(self._write, usage, elements, prune_before)
+            asyncio.to_thread(self._write, usage, elements, prune_before, watched)
         )
-        writing.add_done_callback(functools.partial(self._written, usage, elements))
+        writing.add_done_callback(functools.partial(self._written, usage, elements, watched))
         self._writing = writing
         await asyncio.shield(writing)
 
     def _write(
-        self, usage: dict[Key, _Tally], elements: dict[str, float], prune_before: str | None
+        self,
+        usage: dict[Key, _Tally],
+        elements: dict[str, float],
+        prune_before: str | None,
+        watched: set[tuple[str, int]] | None = None,
     ) -> None:
         """Runs in a worker thread."""
         rows = [
@@ -217,13 +258,23 @@ class Ledger:
                     "INSERT OR IGNORE INTO elements (id, first_configured) VALUES (?, ?)",
                     elements.items(),
                 )
+                self._conn.executemany(
+                    "INSERT OR IGNORE INTO watched (element, day) VALUES (?, ?)", watched or ()
+                )
                 if prune_before is not None:
                     self._conn.execute("DELETE FROM usage WHERE day < ?", (prune_before,))
+                    self._conn.execute(
+                        "DELETE FROM watched WHERE day < ?", (_day_number(prune_before),)
+                    )
             # Under the lock, so that usage_since sees the batch either on disk or in memory.
             self._inflight = None
 
     def _written(
-        self, usage: dict[Key, _Tally], elements: dict[str, float], writing: asyncio.Future[None]
+        self,
+        usage: dict[Key, _Tally],
+        elements: dict[str, float],
+        watched: set[tuple[str, int]],
+        writing: asyncio.Future[None],
     ) -> None:
         """Runs in the event loop when a write ends, whether or not its flush was cancelled."""
         self._writing = None
@@ -233,6 +284,7 @@ class Ledger:
         _merge_into(self._pending, usage)
         for element, ts in elements.items():
             self._pending_elements.setdefault(element, ts)
+        self._pending_watched |= watched
 
     async def run(self, interval: float) -> None:
         """Flushes every ``interval`` seconds until cancelled; failures are logged and retried."""
@@ -302,6 +354,23 @@ class Ledger:
     def first_configured(self, element: str) -> float | None:
         """When ``element`` was first registered, or None if it never was."""
         return self._first_configured.get(element)
+
+    def watched_days(self, element: str, since: float) -> int:
+        """On how many days since ``since`` (UTC days, the day of ``since`` included) the
+        element was configured and Switchback was running."""
+        first = _day(since)
+        return sum(1 for day in self._watched.get(element, ()) if day >= first)
+
+    def observed_in_window(self, ids: Iterable[str], now: float, days: int) -> dict[str, float]:
+        """For ``build_report``: per registered id, an equivalent "watched since" for the
+        window of ``days`` before ``now``: the time since it was first watched, but no more
+        than the days it was actually watched (downtime and time out of the config do not
+        count). Day granularity: a day counts when it was watched at all."""
+        out = {}
+        for element, since in self.observed_since(ids).items():
+            watched = self.watched_days(element, now - days * DAY) * DAY
+            out[element] = now - min(now - since, watched)
+        return out
 
     def observed_since(self, ids: Iterable[str]) -> dict[str, float]:
         """For ``build_report``: per registered id, since when the ledger has been watching it

@@ -117,7 +117,7 @@ class Telemetry:
         if self.ledger is None:
             return report_to_json(build_report(elements, [], {}, now, window), now, window)
         usage = self.ledger.usage_since(now - window * 86400)
-        observed = self.ledger.observed_since(e.id for e in elements)
+        observed = self.ledger.observed_in_window((e.id for e in elements), now, window)
         return report_to_json(build_report(elements, usage, observed, now, window), now, window)
 
 

@@ -133,11 +133,19 @@ async def test_the_report_names_the_clients_in_use_and_what_is_not_known_yet(
     assert re.search(rf"^\s+alpha\s+2\s+exposure\s+{alpha['last_seen']}$", text, re.M)
 
 
-def old_ledger(state_dir: Path, ids: list[str], since: float) -> Ledger:
-    """A ledger file as a proxy that has watched ``ids`` since ``since`` would have left it."""
+def old_ledger(
+    state_dir: Path, ids: list[str], since: float, down: tuple[float, float] | None = None
+) -> Ledger:
+    """A ledger file as a proxy that has watched ``ids`` since ``since`` would have left it,
+    running every day except those in ``down`` (start, end)."""
     path = state_dir / "ledger.sqlite3"
     ledger = Ledger(str(path), retention_days=400, now=since)
     ledger.register_elements(ids, since)
+    day = since
+    while day < time.time():
+        if down is None or not down[0] <= day < down[1]:
+            ledger.watch(ids, day)
+        day += DAY
     return ledger
 
 
@@ -154,7 +162,7 @@ async def test_an_element_nobody_touched_for_the_whole_window_is_safe_to_remove(
     elements = await report(proxy)
     assert elements["user-role"]["verdict"] == "safe to remove"
     assert elements["user-role"]["safe"] is True
-    assert elements["user-role"]["observed_days"] >= 45
+    assert elements["user-role"]["observed_days"] >= 30
     assert elements["sort-by"]["verdict"] == "safe to remove"
     assert elements["item-role"]["verdict"] == "unknown: observed for only 0.0 days"  # just added
 
@@ -170,6 +178,24 @@ async def test_an_element_nobody_touched_for_the_whole_window_is_safe_to_remove(
     assert await run_cli(*gate) == 3
     text = capsys.readouterr().out
     assert "safe to remove" in text and "in use: 1 client" in text
+
+
+async def test_days_switchback_was_down_do_not_count_as_observed(
+    switchback: StartProxy, app: TelemetryApp, tmp_path: Path
+) -> None:
+    now = time.time()
+    # Watching since 45 days ago, but down from 25 days ago until 10 days ago.
+    ledger = old_ledger(
+        tmp_path / "state", ["user-role"], now - 45 * DAY, down=(now - 25 * DAY, now - 10 * DAY)
+    )
+    await ledger.close()
+    proxy = await switchback(config(app, DEPRECATIONS[:1]))
+
+    element = (await report(proxy))["user-role"]
+    assert element["safe"] is False
+    assert element["verdict"].startswith("unknown: observed for only")
+    assert 14 <= element["observed_days"] <= 17  # 5 days before the gap, 10-11 after
+    assert (await report(proxy, days=10))["user-role"]["verdict"] == "safe to remove"
 
 
 async def test_report_fail_if_used_gates_a_removal_in_ci(

@@ -213,3 +213,19 @@ def test_schema_is_wal_with_the_documented_tables(path: Path) -> None:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
         assert {"usage", "meta", "elements"} <= tables
+
+
+async def test_watched_days_are_kept_and_gaps_stay_gaps(path: Path) -> None:
+    ledger = Ledger(str(path), retention_days=4000, now=NOW)
+    ledger.register_elements(["user-role"], NOW)
+    for k in (1, 2, 5):  # running on these days only
+        await ledger.flush(now=NOW + k * DAY)
+    await ledger.close()
+
+    reopened = Ledger(str(path), retention_days=4000)
+    assert reopened.watched_days("user-role", NOW) == 4  # the registration day, then 1, 2, 5
+    assert reopened.watched_days("user-role", NOW + 2 * DAY) == 2
+    assert reopened.watched_days("never", NOW) == 0
+    window = reopened.observed_in_window(["user-role"], NOW + 5 * DAY, days=5)
+    assert NOW + 5 * DAY - window["user-role"] == 4 * DAY  # 4 days watched, not 5 elapsed
+    await reopened.close()
