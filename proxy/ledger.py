@@ -355,11 +355,13 @@ class Ledger:
         """When ``element`` was first registered, or None if it never was."""
         return self._first_configured.get(element)
 
-    def watched_days(self, element: str, since: float) -> int:
-        """On how many days since ``since`` (UTC days, the day of ``since`` included) the
-        element was configured and Switchback was running."""
+    def watched_days(self, element: str, since: float, until: float | None = None) -> int:
+        """On how many days from ``since`` to ``until`` (UTC days, both included; default: no
+        end) the element was configured and Switchback was running."""
         first = _day(since)
-        return sum(1 for day in self._watched.get(element, ()) if day >= first)
+        last = _day(until) if until is not None else None
+        days = self._watched.get(element, ())
+        return sum(1 for day in days if day >= first and (last is None or day <= last))
 
     def observed_in_window(self, ids: Iterable[str], now: float, days: int) -> dict[str, float]:
         """For ``build_report``: per registered id, an equivalent "watched since" for the
@@ -368,7 +370,7 @@ class Ledger:
         count). Day granularity: a day counts when it was watched at all."""
         out = {}
         for element, since in self.observed_since(ids).items():
-            watched = self.watched_days(element, now - days * DAY) * DAY
+            watched = self.watched_days(element, now - days * DAY, now) * DAY
             out[element] = now - min(now - since, watched)
         return out
 

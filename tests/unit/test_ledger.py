@@ -223,8 +223,9 @@ async def test_watched_days_are_kept_and_gaps_stay_gaps(path: Path) -> None:
     await ledger.close()
 
     reopened = Ledger(str(path), retention_days=4000)
-    assert reopened.watched_days("user-role", NOW) == 4  # the registration day, then 1, 2, 5
-    assert reopened.watched_days("user-role", NOW + 2 * DAY) == 2
+    end = NOW + 6 * DAY
+    assert reopened.watched_days("user-role", NOW, end) == 4  # registration day, then 1, 2, 5
+    assert reopened.watched_days("user-role", NOW + 2 * DAY, end) == 2
     assert reopened.watched_days("never", NOW) == 0
     window = reopened.observed_in_window(["user-role"], NOW + 5 * DAY, days=5)
     assert NOW + 5 * DAY - window["user-role"] == 4 * DAY  # 4 days watched, not 5 elapsed
