@@ -408,12 +408,7 @@ class Forward:
         ``status`` 500: the proxy itself failed on this request."""
         if self.finished:
             return
-        if self.task is not None:
-            self.task.cancel()
-            self.task = None
-        up, self.up = self.up, None
-        if up is not None:
-            up.abort()
+        self._drop_upstream()
         self.keep_alive = False
         self.hold = None
         if self.head_sent and self.stash is None:
@@ -426,6 +421,16 @@ class Forward:
             self.conn.write(http1.error_response(status, error, None, detail, close=True))
         self._finish("bad_request" if status == 400 else "internal_error")
 
+    def _drop_upstream(self) -> None:
+        """Stop opening a connection for this exchange and abort the one it uses (never
+        reused: the release may still be sending)."""
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None
+        up, self.up = self.up, None
+        if up is not None:
+            up.abort()
+
     def client_lost(self) -> None:
         """The client went away: stop work for it; the upstream connection is not reused."""
         if self.finished:
@@ -434,12 +439,7 @@ class Forward:
         if not self.ex.started:  # queued, never routed nor sent: nothing to count
             self.finished = True
             return
-        if self.task is not None:
-            self.task.cancel()
-            self.task = None
-        up, self.up = self.up, None
-        if up is not None:
-            up.abort()
+        self._drop_upstream()
         if self.ex.status == 0:
             self.ex.status = 499
         self._finish("client_closed")
