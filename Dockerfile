@@ -9,7 +9,7 @@
 # Config: mount one YAML file at /etc/switchback/config.yaml (in Kubernetes, a ConfigMap; the
 # file is watched and reloaded when it changes). For the ports below to be reachable, it must
 # listen on 0.0.0.0:8080 and its admin API on 0.0.0.0:9901, as config/production.yaml does.
-# State (rollout state, deprecation ledger, write journal: SQLite) lives in the volume
+# State (traffic and rollout state, and the SQLite deprecation ledger) lives in the volume
 # /var/lib/switchback, owned by the unprivileged user the process runs as; point the config's
 # state_dir there (production.yaml does).
 
