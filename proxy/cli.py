@@ -23,7 +23,7 @@ import orjson
 from proxy import __version__
 from proxy.admin_client import AdminClient, AdminError
 from proxy.errors import ConfigError
-from proxy.report import format_table, still_used
+from proxy.report import columns, format_table, still_used
 
 DEFAULT_ADMIN = "http://127.0.0.1:9901"
 
@@ -300,7 +300,7 @@ def format_status(status: dict[str, Any]) -> str:
         for name, rel in (status.get("releases") or {}).items()
     ]
     header = ["RELEASE", "ROLE", "WEIGHT", "IN-FLIGHT", "REQ/S", "5XX RATE", "P99"]
-    lines = [_table(header, rows, right=frozenset({2, 3, 4, 5, 6}))]
+    lines = columns([header, *rows], right=frozenset({2, 3, 4, 5, 6}))
     if isinstance(status.get("rollout"), dict):
         lines.append(f"rollout:       {describe_rollout(status['rollout'], candidate)}")
     source, config_file = status.get("source"), status.get("config_file")
@@ -379,19 +379,3 @@ def _duration(seconds: float) -> str:
     if h:
         return f"{h}h {m}m"
     return f"{m}m {s % 60}s" if m else f"{s}s"
-
-
-def _table(
-    header: Sequence[str], rows: Sequence[Sequence[str]], right: frozenset[int] = frozenset()
-) -> str:
-    """Columns two spaces apart; the columns numbered in ``right`` are right-aligned."""
-    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-
-    def line(cells: Sequence[str]) -> str:
-        padded = (
-            cell.rjust(width) if i in right else cell.ljust(width)
-            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
-        )
-        return "  ".join(padded).rstrip()
-
-    return "\n".join(line(row) for row in (header, *rows))

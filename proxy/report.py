@@ -162,8 +162,10 @@ def report_to_json(reports: Sequence[ElementReport], now: float, days: int) -> d
     }
 
 
-def _columns(rows: list[list[str]], right: frozenset[int], indent: str = "") -> list[str]:
-    """Rows of cells as fixed-width lines; columns in ``right`` are right-aligned."""
+def columns(
+    rows: Sequence[Sequence[str]], right: frozenset[int] = frozenset(), indent: str = ""
+) -> list[str]:
+    """Rows of cells as lines, columns two spaces apart; those in ``right`` are right-aligned."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return [
         indent
@@ -186,7 +188,7 @@ def format_table(report_json: dict[str, Any]) -> str:
     for e in elements:
         sunset = e["sunset_at"][:10] if e["sunset_at"] else "-"
         rows.append([e["id"], e["kind"], e["element"], sunset, e["verdict"]])
-    lines = [header, "", *_columns(rows, frozenset())]
+    lines = [header, "", *columns(rows)]
     for e in elements:
         if not e["clients"]:
             continue
@@ -194,7 +196,7 @@ def format_table(report_json: dict[str, Any]) -> str:
         for c in e["clients"]:
             client_rows.append([c["client"], str(c["count"]), ",".join(c["kinds"]), c["last_seen"]])
         lines += ["", f"{e['id']} ({e['element']}): {e['verdict']}"]
-        lines += _columns(client_rows, frozenset({1}), indent="  ")
+        lines += columns(client_rows, frozenset({1}), indent="  ")
     return "\n".join(lines) + "\n"
 
 
