@@ -51,6 +51,7 @@ class Forward:
         "req_chunked",
         "replay",
         "copy",
+        "copy_size",
         "head_sent",
         "out_chunked",
         "stash",
@@ -59,7 +60,6 @@ class Forward:
         "deadline",
         "failed_over",
         "finished",
-        "upgrade",
         "keep_alive",
         "is_head",
         "task",
@@ -90,6 +90,7 @@ class Forward:
         self.req_chunked = req_chunked
         self.replay: list[bytes] | None = []
         self.copy: list[bytes] | None = None
+        self.copy_size = 0
         self.head_sent = False
         self.out_chunked = False
         self.stash: bytes | None = None
@@ -98,7 +99,6 @@ class Forward:
         self.deadline = 0.0  # loop time by which the response head is due; 0: none
         self.failed_over = False
         self.finished = False
-        self.upgrade = upgrade is not None
         self.keep_alive = keep_alive
         self.is_head = ex.method == "HEAD"
         self.task: asyncio.Task[None] | None = None
@@ -185,7 +185,8 @@ class Forward:
         copy = self.copy
         if copy is not None:
             copy.append(data)
-            if len(copy) > 1 and sum(map(len, copy)) > self.ctx.settings.inspect_cap:
+            self.copy_size += len(data)
+            if len(copy) > 1 and self.copy_size > self.ctx.settings.inspect_cap:
                 self.copy = None
                 self.ex.notes["request_skipped"] = "too_large"
         wire = http1.chunk(data) if self.req_chunked else data
@@ -242,7 +243,7 @@ class Forward:
             return
         self.ctx.pipeline.response_head(ex)
         if ex.want_response_body:
-            length = http1.find_header(headers, b"content-length")
+            length = ex.response_header(b"content-length")
             if length is not None and not _fits(length, self.ctx.settings.inspect_cap):
                 ex.want_response_body = False
                 ex.notes["response_skipped"] = "too_large"
@@ -279,7 +280,7 @@ class Forward:
             if self.hold_size > self.ctx.settings.inspect_cap:
                 self.ex.want_response_body = False
                 self.ex.notes["response_skipped"] = "too_large"
-                self._release_hold()
+                self._release_hold(b"".join(hold))
             return
         self._write(http1.chunk(data) if self.out_chunked else data)
 
@@ -289,14 +290,12 @@ class Forward:
         if self.stash is not None:
             self._write(b"")
 
-    def _release_hold(self) -> bytes:
-        hold = self.hold or []
+    def _release_hold(self, body: bytes) -> None:
+        """Send the held head, then ``body`` (what was held)."""
         self.hold = None
-        body = b"".join(hold)
         self._send_head(self.reason)
         if body:
             self._write(http1.chunk(body) if self.out_chunked else body)
-        return body
 
     def up_complete(self) -> None:
         if self.finished:
@@ -304,8 +303,7 @@ class Forward:
         if self.hold is not None:
             body = b"".join(self.hold)
             self.ctx.pipeline.response_body(self.ex, body)
-            self.hold = [body]
-            self._release_hold()
+            self._release_hold(body)
         tail = http1.LAST_CHUNK if self.out_chunked else b""
         if tail or self.stash is not None:
             self._write(tail)

@@ -46,19 +46,19 @@ def connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes
     return frozenset(tokens)
 
 
-def _drop_set(value: bytes, headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
-    """Hop-by-hop names given a Connection header's value (the common values cost nothing)."""
-    if value.lower() in _PLAIN_CONNECTION:
-        return HOP_BY_HOP
-    return HOP_BY_HOP | connection_tokens(headers)
+def hop_by_hop(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
+    """The lower-case names that must not cross the proxy: the fixed set, plus any header named
+    by any Connection header (``Connection: keep-alive`` and the like cost nothing more)."""
+    for name, value in headers:
+        if len(name) == 10 and name.lower() == b"connection":
+            if value.lower() not in _PLAIN_CONNECTION:
+                return HOP_BY_HOP | connection_tokens(headers)
+    return HOP_BY_HOP
 
 
-def end_to_end(
-    headers: Iterable[tuple[bytes, bytes]], extra_drop: frozenset[bytes] = frozenset()
-) -> list[tuple[bytes, bytes]]:
-    """The headers minus hop-by-hop ones (and any in ``extra_drop``, lower-case)."""
-    headers = list(headers)
-    drop = HOP_BY_HOP | connection_tokens(headers) | extra_drop
+def end_to_end(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The headers minus hop-by-hop ones."""
+    drop = hop_by_hop(headers)
     return [(n, v) for n, v in headers if n.lower() not in drop]
 
 
@@ -77,13 +77,6 @@ def chunk(data: bytes) -> bytes:
 
 
 LAST_CHUNK = b"0\r\n\r\n"
-
-
-def find_header(headers: Iterable[tuple[bytes, bytes]], lower_name: bytes) -> bytes | None:
-    for name, value in headers:
-        if name.lower() == lower_name:
-            return value
-    return None
 
 
 def error_response(
@@ -113,14 +106,7 @@ def request_head(
     """The request head sent to a release: method and target exactly as received, the
     end-to-end headers in their order, then X-Forwarded-For (appended), -Proto and -Host."""
     headers = ex.headers
-    drop = HOP_BY_HOP
-    for name, value in headers:
-        # Every Connection header counts: "Connection: keep-alive" may be followed by another
-        # naming the headers meant for this hop only.
-        if len(name) == 10 and name.lower() == b"connection":
-            if value.lower() not in _PLAIN_CONNECTION:
-                drop = HOP_BY_HOP | connection_tokens(headers)
-                break
+    drop = hop_by_hop(headers)
     out = [b"%s %s HTTP/1.1\r\n" % (ex.method.encode("ascii"), ex.target)]
     xff: bytes | None = None
     host: bytes | None = None
@@ -165,21 +151,19 @@ def response_head(
     closing the connection to HTTP/1.0 clients."""
     status = ex.status
     headers = ex.response_headers
-    drop = HOP_BY_HOP
+    drop = hop_by_hop(headers)
     has_length = False
     upgrade: bytes | None = None
-    for name, value in headers:
-        lname = name.lower()
-        if lname == b"connection":
-            drop = drop | _drop_set(value, headers)
-        elif lname == b"content-length":
-            has_length = True
-        elif lname == b"upgrade":
-            upgrade = value
     out = [status_line(status, reason)]
     for name, value in headers:
-        if name.lower() not in drop:
-            out.append(b"%s: %s\r\n" % (name, value))
+        lname = name.lower()
+        if lname in drop:
+            if lname == b"upgrade":
+                upgrade = value
+            continue
+        if lname == b"content-length":
+            has_length = True
+        out.append(b"%s: %s\r\n" % (name, value))
     for name, value in ex.add_headers:
         out.append(b"%s: %s\r\n" % (name, value))
     if served_by:
