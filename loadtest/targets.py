@@ -20,6 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -248,32 +249,39 @@ class Processes:
         return StartError(f"{name}: {message}\n  last lines of {log}:\n{log_tail(log)}")
 
     def wait_port(self, name: str, port: int, timeout: float = 15.0) -> None:
-        proc = self._proc(name)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise self.fail(name, f"exited with status {proc.returncode} while starting")
+        def listening() -> bool:
             try:
                 with socket.create_connection((HOST, port), timeout=0.5):
-                    return
+                    return True
             except OSError:
-                time.sleep(0.05)
-        raise self.fail(name, f"nothing listening on {HOST}:{port} after {timeout:g} s")
+                return False
+
+        what = f"nothing listening on {HOST}:{port} after {timeout:g} s"
+        self._wait(name, listening, timeout, 0.05, what)
 
     def wait_ready(self, name: str, url: str, timeout: float = 30.0) -> None:
+        def ready() -> bool:
+            try:
+                with urllib.request.urlopen(url, timeout=1.0) as resp:  # noqa: S310 - loopback
+                    return bool(resp.status == 200)
+            except (OSError, urllib.error.URLError):
+                return False
+
+        self._wait(name, ready, timeout, 0.1, f"{url} did not answer 200 within {timeout:g} s")
+
+    def _wait(
+        self, name: str, probe: Callable[[], bool], timeout: float, pause: float, what: str
+    ) -> None:
+        """Run ``probe`` every ``pause`` seconds until it is true; fail if ``name`` exits first."""
         proc = self._proc(name)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise self.fail(name, f"exited with status {proc.returncode} while starting")
-            try:
-                with urllib.request.urlopen(url, timeout=1.0) as resp:  # noqa: S310 - loopback
-                    if resp.status == 200:
-                        return
-            except (OSError, urllib.error.URLError):
-                pass
-            time.sleep(0.1)
-        raise self.fail(name, f"{url} did not answer 200 within {timeout:g} s")
+            if probe():
+                return
+            time.sleep(pause)
+        raise self.fail(name, what)
 
     def _proc(self, name: str) -> subprocess.Popen[bytes]:
         return next(proc for n, proc, _ in self.started if n == name)
