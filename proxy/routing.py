@@ -15,6 +15,7 @@ Failover to the other release when a connection cannot be opened is the listener
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 
@@ -23,23 +24,12 @@ import msgspec
 BUCKETS = 10_000
 
 
-_CACHE: dict[str, int] = {}
-_CACHE_MAX = 65_536
-
-
+@functools.lru_cache(maxsize=65_536)
 def bucket_of(client_id: str) -> int:
-    """The client's bucket in 0..9999; stable across processes, hosts and Python versions.
-
-    Memoized (a pure function of its argument); the memo is dropped whole when it fills."""
-    bucket = _CACHE.get(client_id)
-    if bucket is None:
-        data = client_id.encode("utf-8", "surrogatepass")
-        digest = hashlib.blake2b(data, digest_size=8).digest()
-        bucket = int.from_bytes(digest, "big") % BUCKETS
-        if len(_CACHE) >= _CACHE_MAX:
-            _CACHE.clear()
-        _CACHE[client_id] = bucket
-    return bucket
+    """The client's bucket in 0..9999; stable across processes, hosts and Python versions
+    (memoized: it runs on every request, for a bounded set of recent clients)."""
+    digest = hashlib.blake2b(client_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % BUCKETS
 
 
 def weight_to_buckets(weight: float) -> int:
@@ -83,20 +73,9 @@ def route(client_id: str, override: str | None, state: TrafficState) -> str:
     pinned = state.pins.get(client_id)
     if pinned is not None and pinned != state.out_of_service:
         return pinned
-    if bucket_of(client_id) < _buckets(state):
+    if bucket_of(client_id) < state.candidate_buckets:
         return state.candidate
     return state.stable
-
-
-_last: list[object] = [None, 0]
-
-
-def _buckets(state: TrafficState) -> int:
-    """``state.candidate_buckets``, memoized on the state object (states are immutable)."""
-    if _last[0] is not state:
-        _last[0] = state
-        _last[1] = state.candidate_buckets
-    return _last[1]  # type: ignore[return-value]
 
 
 def failover_target(state: TrafficState, release: str) -> str | None:
