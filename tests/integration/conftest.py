@@ -86,21 +86,31 @@ class Proxy:
 
     async def metrics(self) -> Samples:
         """The live /metrics exposition, parsed: (sample name, labels) -> value."""
-        async with aiohttp.ClientSession() as s, s.get(self.admin + "/metrics") as r:
-            text = await r.text()
-        out = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                out[(sample.name, frozenset(sample.labels.items()))] = sample.value
-        return out
+        return await scrape_metrics(self.admin)
 
     async def admin_call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        headers = {"Authorization": f"Bearer {TOKEN}"}
-        async with (
-            aiohttp.ClientSession() as s,
-            s.request(method, self.admin + path, json=body, headers=headers) as r,
-        ):
-            return r.status, await r.json(content_type=None)
+        return await admin_request(self.admin, method, path, body)
+
+
+async def scrape_metrics(admin: str) -> Samples:
+    """``admin``'s /metrics exposition, parsed: (sample name, labels) -> value."""
+    async with aiohttp.ClientSession() as s, s.get(admin + "/metrics") as r:
+        text = await r.text()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return out
+
+
+async def admin_request(admin: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    """``method path`` on the admin listener at ``admin``, with the token: (status, JSON)."""
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with (
+        aiohttp.ClientSession() as s,
+        s.request(method, admin + path, json=body, headers=headers) as r,
+    ):
+        return r.status, await r.json(content_type=None)
 
 
 StartProxy = Callable[..., Awaitable[Proxy]]

@@ -18,9 +18,15 @@ import pytest
 import yaml
 from aiohttp import web
 from aiohttp.web_request import BaseRequest
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.conftest import TOKEN, Proxy, ProxyProcess, Samples, run_switchback
+from tests.integration.conftest import (
+    Proxy,
+    ProxyProcess,
+    Samples,
+    admin_request,
+    run_switchback,
+    scrape_metrics,
+)
 
 T = TypeVar("T")
 
@@ -261,22 +267,11 @@ class Process:
         return "".join(self.inner.log)
 
     async def admin_call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        headers = {"Authorization": f"Bearer {TOKEN}"}
-        async with (
-            aiohttp.ClientSession() as s,
-            s.request(method, self.admin + path, json=body, headers=headers) as r,
-        ):
-            return r.status, await r.json(content_type=None)
+        return await admin_request(self.admin, method, path, body)
 
     async def metrics(self) -> Samples:
         """The live /metrics exposition, parsed as ``Proxy.metrics`` does."""
-        async with aiohttp.ClientSession() as s, s.get(self.admin + "/metrics") as r:
-            text = await r.text()
-        return {
-            (smp.name, frozenset(smp.labels.items())): smp.value
-            for family in text_string_to_metric_families(text)
-            for smp in family.samples
-        }
+        return await scrape_metrics(self.admin)
 
     def send_signal(self, sig: int) -> None:
         self.inner.proc.send_signal(sig)
