@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -125,8 +126,12 @@ class Rule:
 
 
 _NONE: tuple[Rule, ...] = ()
-# One scanner per set of rules that survived the prefilter (few distinct sets in practice).
-_SCANNERS: dict[tuple[Rule, ...], FieldScanner] = {}
+
+
+@functools.lru_cache(maxsize=256)
+def _scanner(rules: tuple[Rule, ...]) -> FieldScanner:
+    """One scanner per set of rules that survived the prefilter (few distinct sets in practice)."""
+    return FieldScanner([r.path for r in rules if r.path])
 
 
 class _Table:
@@ -241,13 +246,7 @@ class RuleSet:
         survivors = [r for r in rules if r.path and r.path.may_occur_in(value_bytes, escaped)]
         if not survivors:
             return _NONE
-        key = tuple(survivors)
-        scanner = _SCANNERS.get(key)
-        if scanner is None:
-            if len(_SCANNERS) >= 256:
-                _SCANNERS.clear()
-            scanner = _SCANNERS[key] = FieldScanner([r.path for r in survivors if r.path])
-        seen = scanner.scan(value_bytes)
+        seen = _scanner(tuple(survivors)).scan(value_bytes)
         if seen is None:
             return None
         return tuple(r for r, hit in zip(survivors, seen, strict=True) if hit) or _NONE
