@@ -20,9 +20,10 @@ from aiohttp import web
 from proxy.admin import make_admin_app
 from proxy.clients import ClientIdentifier
 from proxy.config import load_config
+from proxy.config_checks import split_host_port
 from proxy.config_schema import Config
 from proxy.control import TrafficControl
-from proxy.errors import ConfigError
+from proxy.errors import ConfigError, RolloutError
 from proxy.listener import Listener, ListenerSettings
 from proxy.metrics import Metrics
 from proxy.pipeline import Pipeline, Step
@@ -34,11 +35,6 @@ from proxy.upstream import UpstreamPool
 from proxy.window import Windows
 
 log = logging.getLogger("switchback")
-
-
-def split_hostport(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    return host.strip("[]"), int(port)
 
 
 def listener_settings(config: Config) -> ListenerSettings:
@@ -119,11 +115,11 @@ class Runtime:
             self.metrics.tunnels.labels(name).set_function(self._tunnels_of(name))
         await self.telemetry.start(self.spawn)
         self.pipeline = self.build_pipeline()
-        host, port = split_hostport(cfg.listen)
+        host, port = split_host_port(cfg.listen, any_port=True)
         await self.listener.start(host, port)
         self.admin_runner = web.AppRunner(make_admin_app(self), access_log=None)
         await self.admin_runner.setup()
-        ahost, aport = split_hostport(cfg.admin.listen)
+        ahost, aport = split_host_port(cfg.admin.listen, any_port=True)
         site = web.TCPSite(self.admin_runner, ahost, aport, reuse_address=True)
         await site.start()
         server = site._server  # noqa: SLF001 - aiohttp keeps the bound socket here
@@ -192,11 +188,14 @@ class Runtime:
     def _apply(self, new: Config) -> None:
         old = self.config
         problems = []
-        for key in ("listen", "state_dir"):
-            if getattr(new, key) != getattr(old, key):
+        fixed = (
+            ("listen", new.listen, old.listen),
+            ("admin.listen", new.admin.listen, old.admin.listen),
+            ("state_dir", new.state_dir, old.state_dir),
+        )
+        for key, now, before in fixed:
+            if now != before:
                 problems.append(f"{new.source}: {key}: changing it needs a restart")
-        if new.admin.listen != old.admin.listen:
-            problems.append(f"{new.source}: admin.listen: changing it needs a restart")
         if set(new.releases) != set(old.releases):
             problems.append(f"{new.source}: releases: renaming releases needs a restart")
         for name in set(new.releases) & set(old.releases):
@@ -211,8 +210,6 @@ class Runtime:
                     )
         if problems:
             raise ConfigError("\n".join(problems))
-        from proxy.errors import RolloutError
-
         try:
             self.control.reconfigure(new)
         except RolloutError as exc:
