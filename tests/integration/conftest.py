@@ -67,6 +67,15 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def write_switchback_config(
+    path: Path, releases: Releases, extra: dict[str, Any] | None = None
+) -> Path:
+    """The base config merged with ``extra``, as YAML at ``path``; state next to the file."""
+    cfg = merge(base_config(releases, path.parent / "state"), extra or {})
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
 @dataclass
 class Proxy:
     runtime: Runtime
@@ -122,9 +131,7 @@ async def switchback(releases: Releases, tmp_path: Path) -> AsyncIterator[StartP
     started: list[Runtime] = []
 
     async def start(extra: dict[str, Any] | None = None, name: str = "switchback.yaml") -> Proxy:
-        cfg = merge(base_config(releases, tmp_path / "state"), extra or {})
-        path = tmp_path / name
-        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        path = write_switchback_config(tmp_path / name, releases, extra)
         runtime = Runtime(load_config(path))
         await runtime.start()
         started.append(runtime)
@@ -300,9 +307,9 @@ async def switchback_process(
     started: list[ProxyProcess] = []
 
     async def start(extra: dict[str, Any] | None = None) -> ProxyProcess:
-        cfg = merge(base_config(releases, tmp_path / "state"), extra or {})
-        path = tmp_path / f"switchback-{len(started)}.yaml"
-        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        path = write_switchback_config(
+            tmp_path / f"switchback-{len(started)}.yaml", releases, extra
+        )
         proxy = ProxyProcess(await run_switchback("run", "--config", str(path)))
         started.append(proxy)
         await proxy.wait_listening()

@@ -13,16 +13,14 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-import yaml
 
 from tests.integration.conftest import (
     ProxyProcess,
     Releases,
-    base_config,
     header_values,
-    merge,
     read_response,
     run_switchback,
+    write_switchback_config,
 )
 
 
@@ -31,12 +29,6 @@ async def finished(*args: str) -> tuple[int, str, str]:
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
-
-
-def write_config(path: Path, releases: Releases, extra: dict[str, Any]) -> Path:
-    cfg = merge(base_config(releases, path.parent / "state"), extra)
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return path
 
 
 BAD = [
@@ -51,7 +43,7 @@ BAD = [
 async def test_run_refuses_a_bad_config_saying_where(
     releases: Releases, tmp_path: Path, extra: dict[str, Any], key: str, value: str
 ) -> None:
-    path = write_config(tmp_path / "bad.yaml", releases, extra)
+    path = write_switchback_config(tmp_path / "bad.yaml", releases, extra)
     started = time.monotonic()
     code, out, err = await finished("run", "--config", str(path))
     assert code != 0
@@ -74,7 +66,9 @@ async def test_run_when_the_port_is_taken(releases: Releases, tmp_path: Path) ->
     server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        path = write_config(tmp_path / "taken.yaml", releases, {"listen": f"127.0.0.1:{port}"})
+        path = write_switchback_config(
+            tmp_path / "taken.yaml", releases, {"listen": f"127.0.0.1:{port}"}
+        )
         code, out, err = await finished("run", "--config", str(path))
     finally:
         server.close()
@@ -84,7 +78,7 @@ async def test_run_when_the_port_is_taken(releases: Releases, tmp_path: Path) ->
 
 
 async def test_check_accepts_a_good_file(releases: Releases, tmp_path: Path) -> None:
-    path = write_config(tmp_path / "good.yaml", releases, {})
+    path = write_switchback_config(tmp_path / "good.yaml", releases, {})
     code, out, err = await finished("check", str(path))
     assert code == 0, err
     assert str(path) in out
@@ -95,7 +89,7 @@ async def test_check_accepts_a_good_file(releases: Releases, tmp_path: Path) -> 
 async def test_check_refuses_a_bad_file(
     releases: Releases, tmp_path: Path, extra: dict[str, Any], key: str, value: str
 ) -> None:
-    path = write_config(tmp_path / "bad.yaml", releases, extra)
+    path = write_switchback_config(tmp_path / "bad.yaml", releases, extra)
     code, out, err = await finished("check", str(path))
     assert code != 0
     assert str(path) in err and key in err and value in err

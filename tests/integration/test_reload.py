@@ -20,10 +20,10 @@ from tests.integration.conftest import (
     ProxyProcess,
     Releases,
     StartProxy,
-    base_config,
     merge,
     run_switchback,
     sample,
+    write_switchback_config,
 )
 from tests.integration.helpers_rollout import (
     Load,
@@ -274,9 +274,7 @@ async def test_pin_added_after_a_rollback_does_not_undo_it(switchback: StartProx
 
 
 def subprocess_config(releases: Releases, tmp_path: Path) -> Path:
-    path = tmp_path / "switchback.yaml"
-    write_config(path, base_config(releases, tmp_path / "state"))
-    return path
+    return write_switchback_config(tmp_path / "switchback.yaml", releases)
 
 
 def rewrite_unseen(path: Path, old: str, new: str) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from tests.integration.conftest import Releases, base_config, merge
+from tests.integration.conftest import Releases, merge, write_switchback_config
 from tests.integration.helpers_rollout import (
     Load,
     Processes,
@@ -25,9 +25,7 @@ ROLLOUT = {
 
 
 def config_file(releases: Releases, tmp_path: Path) -> Path:
-    path = tmp_path / "switchback.yaml"
-    write_config(path, merge(base_config(releases, tmp_path / "state"), ROLLOUT))
-    return path
+    return write_switchback_config(tmp_path / "switchback.yaml", releases, ROLLOUT)
 
 
 async def test_rollout_and_rollback_survive_sigkill(
