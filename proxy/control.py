@@ -115,18 +115,15 @@ class TrafficControl:
         if self.rollout.state == "ramping":
             raise RolloutError("a rollout is ramping: pause it or roll back before setting weights")
         clean = check_weights(weights, self.traffic)
-        self._swap(self.traffic.with_weights(clean), "admin")
+        self._swap(self.traffic.with_weights(clean))
         log.info("weights set to %s", _fmt_weights(clean))
         return self.summary()
 
     def rollback(self, reason: str = "manual", kind: str = "manual") -> dict[str, Any]:
         """Everything to the stable release now. ``kind`` labels the rollbacks metric:
         "manual" for an operator, "error_rate"/"latency" for a breach Switchback detected."""
-        tr = apply(self.rollout, "rollback", time.time(), None, reason=reason)
-        self._carry_out(tr, kind)
-        if self.traffic.weights.get(self.traffic.candidate, 0.0) != 0.0:
-            stable, candidate = self.traffic.stable, self.traffic.candidate
-            self._swap(self.traffic.with_weights({stable: 100.0, candidate: 0.0}), "admin")
+        # The transition sets the candidate to 0% (also when it was rolled back already).
+        self._carry_out(apply(self.rollout, "rollback", time.time(), None, reason=reason), kind)
         return self.summary()
 
     def promote(self) -> dict[str, Any]:
@@ -213,11 +210,13 @@ class TrafficControl:
             if was != "rolled_back" or self.traffic.carries_traffic(self.traffic.candidate):
                 self.metrics.rollbacks.labels(rollback_kind).inc()
             self.on_rollback(self.traffic.candidate)
-        self._swap(traffic, "admin")
+        self._swap(traffic)
 
-    def _swap(self, traffic: TrafficState, source: str) -> None:
+    def _swap(self, traffic: TrafficState) -> None:
+        """A split set by an operator or a rollout: in force now, saved, and from then on the
+        state (not the file) is where the split comes from."""
         self.traffic = _in_service(traffic, traffic.out_of_service)
-        self.source = "state" if source == "admin" else source
+        self.source = "state"
         self.persist()
 
     def persist(self) -> None:
