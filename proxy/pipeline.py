@@ -69,16 +69,18 @@ class Exchange:
 
     def header(self, lower_name: bytes) -> bytes | None:
         """The first request header with this (lower-case) name, or None."""
-        for name, value in self.headers:
-            if name.lower() == lower_name:
-                return value
-        return None
+        return first_header(self.headers, lower_name)
 
     def response_header(self, lower_name: bytes) -> bytes | None:
-        for name, value in self.response_headers:
-            if name.lower() == lower_name:
-                return value
-        return None
+        """The first response header with this (lower-case) name, or None."""
+        return first_header(self.response_headers, lower_name)
+
+
+def first_header(headers: list[tuple[bytes, bytes]], lower_name: bytes) -> bytes | None:
+    for name, value in headers:
+        if name.lower() == lower_name:
+            return value
+    return None
 
 
 class Step:
