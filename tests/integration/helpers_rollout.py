@@ -24,6 +24,7 @@ from tests.integration.conftest import (
     ProxyProcess,
     Samples,
     admin_request,
+    merge,
     run_switchback,
     scrape_metrics,
 )
@@ -242,6 +243,11 @@ def read_config(path: Path) -> dict[str, Any]:
     data = yaml.safe_load(path.read_text())
     assert isinstance(data, dict)
     return data
+
+
+def edit_config(path: Path, change: dict[str, Any]) -> None:
+    """Merge ``change`` into the config file at ``path``."""
+    write_config(path, merge(read_config(path), change))
 
 
 # -- Switchback in a subprocess --

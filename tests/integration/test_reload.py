@@ -11,7 +11,6 @@ import re
 import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
@@ -20,7 +19,6 @@ from tests.integration.conftest import (
     ProxyProcess,
     Releases,
     StartProxy,
-    merge,
     run_switchback,
     sample,
     write_switchback_config,
@@ -29,15 +27,14 @@ from tests.integration.helpers_rollout import (
     Load,
     Process,
     Processes,
+    edit_config,
     failed,
     fetch,
     poll,
     processes_fixture,  # noqa: F401 - the processes fixture
-    read_config,
     status_of,
     wait_for_state,
     wait_until,
-    write_config,
 )
 from tests.integration.releases import start_release
 
@@ -51,10 +48,6 @@ async def reload_counts(proxy: Proxy | Process) -> tuple[float, float]:
     )
 
 
-def edit(path: Path, change: dict[str, Any]) -> None:
-    write_config(path, merge(read_config(path), change))
-
-
 # -- the refused URL change --
 
 
@@ -66,7 +59,7 @@ async def test_url_change_under_traffic_is_refused_and_the_old_url_serves_on(
     try:
         async with Load(proxy.url, clients=10) as load:
             await load.wait_for_requests(50)
-            edit(proxy.config_path, {"releases": {"blue": {"url": other.url}}})
+            edit_config(proxy.config_path, {"releases": {"blue": {"url": other.url}}})
             code, body = await proxy.admin_call("POST", "/reload")
             await load.wait_for_requests(50)
         assert code == 400
@@ -103,7 +96,7 @@ async def test_url_change_with_requests_in_flight_is_refused_until_they_finish(
                 5,
                 "the slow request in flight",
             )
-            edit(proxy.config_path, {"releases": {"green": {"url": other.url}}})
+            edit_config(proxy.config_path, {"releases": {"green": {"url": other.url}}})
             code, body = await proxy.admin_call("POST", "/reload")
             assert code == 400
             assert body["error"].startswith(
@@ -138,10 +131,10 @@ async def test_url_change_refused_while_in_flight_even_after_an_upstream_change(
                 5,
                 "the slow request in flight",
             )
-            edit(proxy.config_path, {"upstream": {"pool_size": 32}})
+            edit_config(proxy.config_path, {"upstream": {"pool_size": 32}})
             code, body = await proxy.admin_call("POST", "/reload")
             assert code == 200, body
-            edit(proxy.config_path, {"releases": {"green": {"url": other.url}}})
+            edit_config(proxy.config_path, {"releases": {"green": {"url": other.url}}})
             code, body = await proxy.admin_call("POST", "/reload")
             await slow
         assert code == 400, body
@@ -159,7 +152,7 @@ async def test_invalid_file_via_post_reload_is_400_with_the_key_path(
     good = proxy.config_path.read_text()
     async with Load(proxy.url, clients=20) as load:
         await load.wait_for_requests(50)
-        edit(proxy.config_path, {"traffic": {"weights": {"blue": 100, "green": 140}}})
+        edit_config(proxy.config_path, {"traffic": {"weights": {"blue": 100, "green": 140}}})
         code, body = await proxy.admin_call("POST", "/reload")
         problem = "traffic.weights.green: 140 is not a percentage (0-100)"
         assert (code, body) == (400, {"error": f"{proxy.config_path}: {problem}"})
@@ -185,7 +178,7 @@ async def test_split_change_refused_during_a_rollout_applies_once_it_is_over(
     proxy = await switchback({"rollout": {"steps": [10, 100], "step_seconds": 30.0}})
     code, _ = await proxy.admin_call("POST", "/rollout")
     assert code == 200
-    edit(proxy.config_path, {"traffic": {"weights": {"blue": 50, "green": 50}}})
+    edit_config(proxy.config_path, {"traffic": {"weights": {"blue": 50, "green": 50}}})
     code, body = await proxy.admin_call("POST", "/reload")
     assert (code, body) == (
         400,
@@ -218,7 +211,7 @@ async def test_split_change_refused_while_a_rollout_awaits_promotion(
         code, _ = await proxy.admin_call("POST", "/rollout")
         assert code == 200
         await wait_for_state(proxy, "awaiting_promotion", 10)
-        edit(proxy.config_path, {"traffic": {"weights": {"blue": 50, "green": 50}}})
+        edit_config(proxy.config_path, {"traffic": {"weights": {"blue": 50, "green": 50}}})
         code, body = await proxy.admin_call("POST", "/reload")
         await load.wait_for_requests(30)
     assert (code, body) == (
@@ -245,7 +238,7 @@ async def test_pin_added_during_a_rollout_takes_effect_and_the_rollout_goes_on(
     proxy = await switchback({"rollout": {"steps": [10, 100], "step_seconds": 30.0}})
     code, _ = await proxy.admin_call("POST", "/rollout")
     assert code == 200
-    edit(proxy.config_path, {"traffic": {"pins": {"green": ["tester"]}}})
+    edit_config(proxy.config_path, {"traffic": {"pins": {"green": ["tester"]}}})
     code, body = await proxy.admin_call("POST", "/reload")
     assert code == 200, body
     assert body["weights"] == {"blue": 90.0, "green": 10.0}
@@ -260,7 +253,7 @@ async def test_pin_added_after_a_rollback_does_not_undo_it(switchback: StartProx
     proxy = await switchback({"traffic": {"weights": {"blue": 70, "green": 30}}})
     code, _ = await proxy.admin_call("POST", "/rollback", {"reason": "bad build"})
     assert code == 200
-    edit(proxy.config_path, {"traffic": {"pins": {"blue": ["tester"]}}})
+    edit_config(proxy.config_path, {"traffic": {"pins": {"blue": ["tester"]}}})
     code, body = await proxy.admin_call("POST", "/reload")
     assert code == 200, body
     assert body["weights"] == {"blue": 100.0, "green": 0.0}
@@ -321,7 +314,7 @@ async def test_watcher_picks_up_a_changed_file_without_a_signal(
 ) -> None:
     path = subprocess_config(releases, tmp_path)
     proc = await processes.start(path)
-    edit(path, {"traffic": {"weights": {"blue": 60, "green": 40}}})
+    edit_config(path, {"traffic": {"weights": {"blue": 60, "green": 40}}})
     status = await poll(
         lambda: status_of(proc),
         lambda s: s["weights"] == {"blue": 60.0, "green": 40.0},
@@ -388,7 +381,7 @@ async def test_file_changed_while_starting_is_picked_up_by_the_watcher(
     path = subprocess_config(releases, tmp_path)
 
     def change(inner: ProxyProcess) -> None:
-        edit(path, {"traffic": {"weights": {"blue": 60, "green": 40}}})
+        edit_config(path, {"traffic": {"weights": {"blue": 60, "green": 40}}})
 
     proc = await start_and_act_while_starting(path, tmp_path / "state", change)
     processes.started.append(proc)

@@ -15,6 +15,7 @@ from tests.integration.conftest import Proxy, StartProxy, sample
 from tests.integration.helpers_rollout import (
     Load,
     Result,
+    edit_config,
     failed,
     green_share,
     poll,
@@ -166,9 +167,7 @@ async def test_promotion_frees_the_old_slot_for_a_new_url(switchback: StartProxy
     assert code == 200, body
     next_blue, runner = await start_release("blue-next")
     try:
-        config = read_config(proxy.config_path)
-        config["releases"]["blue"]["url"] = next_blue.url
-        write_config(proxy.config_path, config)
+        edit_config(proxy.config_path, {"releases": {"blue": {"url": next_blue.url}}})
         code, body = await proxy.admin_call("POST", "/reload")
         assert code == 200, body
         assert (await status_of(proxy))["releases"]["blue"]["url"] == next_blue.url
@@ -364,9 +363,7 @@ async def test_a_second_release_can_be_promoted_by_weights_too(switchback: Start
     assert (code, body["stable"]) == (200, "green")
     next_blue, runner = await start_release("blue-next")
     try:
-        config = read_config(proxy.config_path)
-        config["releases"]["blue"]["url"] = next_blue.url
-        write_config(proxy.config_path, config)
+        edit_config(proxy.config_path, {"releases": {"blue": {"url": next_blue.url}}})
         code, body = await proxy.admin_call("POST", "/reload")
         assert code == 200, body
         code, body = await proxy.admin_call("PUT", "/traffic", {"weights": {"blue": 30}})

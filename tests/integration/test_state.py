@@ -7,16 +7,15 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from tests.integration.conftest import Releases, merge, write_switchback_config
+from tests.integration.conftest import Releases, write_switchback_config
 from tests.integration.helpers_rollout import (
     Load,
     Processes,
+    edit_config,
     failed,
     processes_fixture,  # noqa: F401 - the processes fixture
-    read_config,
     status_of,
     wait_for_state,
-    write_config,
 )
 
 ROLLOUT = {
@@ -102,8 +101,7 @@ async def test_split_edited_in_the_file_while_stopped_applies_when_nobody_change
     first = await processes.start(path)
     assert (await status_of(first))["source"] == "config"
     assert await first.terminate() == 0
-    edited = {"traffic": {"weights": {"blue": 60, "green": 40}}}
-    write_config(path, merge(read_config(path), edited))
+    edit_config(path, {"traffic": {"weights": {"blue": 60, "green": 40}}})
 
     second = await processes.start(path)
     status = await status_of(second)
