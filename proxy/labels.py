@@ -37,6 +37,10 @@ class ClientLabels:
             return client_id
         return OTHER
 
+    def labelled(self) -> list[str]:
+        """Every client with its own label, known ones first, the others in order of arrival."""
+        return list(self._labels)
+
     def tracked(self) -> int:
         """How many clients beyond the known ones keep their own label (at most max_tracked)."""
         return self._tracked

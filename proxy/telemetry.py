@@ -32,8 +32,8 @@ from proxy.report import ElementInfo, build_report, report_to_json
 log = logging.getLogger("switchback.telemetry")
 
 Spawn = Callable[[Coroutine[Any, Any, None]], Any]
-# (method, target, strong ETag, Content-Encoding, the rules applied)
-EtagKey = tuple[str, bytes, bytes, bytes | None, tuple[Rule, ...]]
+# (release, method, target, strong ETag, Content-Encoding, the rules applied)
+EtagKey = tuple[str, str, bytes, bytes, bytes | None, tuple[Rule, ...]]
 
 
 class Telemetry:
@@ -42,7 +42,6 @@ class Telemetry:
         self.metrics = metrics
         self.rules = RuleSet.compile(config.deprecations)
         self.labels = ClientLabels(config.clients.known, config.clients.max_tracked)
-        self._labelled: dict[str, None] = {}  # clients with their own label, in order of arrival
         self.ledger: Ledger | None = None
         self._skips: dict[str, Counter] = {}
         # What was found in a representation with a strong ETag (bounded; 0 disables).
@@ -79,8 +78,9 @@ class Telemetry:
         if (new.known, new.max_tracked) != (old.known, old.max_tracked):
             # A client named in ``known`` gets its own label at once; the clients that had one
             # keep it (within the new bound), in the order they first got it.
+            before = self.labels.labelled()
             self.labels = ClientLabels(new.known, new.max_tracked)
-            for client in self._labelled:
+            for client in before:
                 self.labels.label(client)
         self._publish_dates()
         if self.ledger is not None:
@@ -186,14 +186,15 @@ class DeprecationStep(Step):
 
     def _etag_key(self, ex: Exchange, rules: tuple[Rule, ...]) -> EtagKey | None:
         """A strong ETag names one representation, byte for byte (RFC 9110 section 8.8.1), so
-        what was found in it once holds for every response that carries it again."""
+        what was found in it once holds for every response that carries it again, from the
+        same release: two releases are two origins, which may reuse an ETag for other bytes."""
         if not self.t.etag_limit:
             return None
         etag = ex.response_header(b"etag")
         if etag is None or etag[:2] == b"W/":
             return None
         encoding = ex.response_header(b"content-encoding")
-        return (ex.method, ex.target, etag, encoding, rules)
+        return (ex.release, ex.method, ex.target, etag, encoding, rules)
 
     def response_body(self, ex: Exchange, body: bytes) -> None:
         encoding = ex.response_header(b"content-encoding")

@@ -458,3 +458,28 @@ async def test_a_client_made_known_by_a_reload_gets_its_own_label(
         ("user-role", "exposure", "partner"): 1.0,  # known now
         ("user-role", "exposure", "other"): 2.0,  # partner before the reload, newcomer after
     }
+
+
+async def test_clients_keep_their_labels_across_a_reload_that_changes_the_bound(
+    switchback: StartProxy, app: TelemetryApp
+) -> None:
+    """A reload that changes ``clients.known`` or ``max_tracked`` keeps every tracked
+    client's own label: a newcomer arriving first after the reload does not take it."""
+    proxy = await switchback(config(app, clients={"known": [], "max_tracked": 2}))
+    for client in ("first", "second", "late"):
+        await fetch(proxy.url, "/users/1", client=client)
+
+    cfg = yaml.safe_load(proxy.config_path.read_text())
+    cfg["clients"] = {**cfg["clients"], "known": ["partner"], "max_tracked": 2}
+    proxy.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    status, _ = await proxy.admin_call("POST", "/reload")
+    assert status == 200
+    for client in ("newcomer", "second", "first", "partner"):
+        await fetch(proxy.url, "/users/1", client=client)
+
+    assert counts(await proxy.metrics()) == {
+        ("user-role", "exposure", "first"): 2.0,
+        ("user-role", "exposure", "second"): 2.0,
+        ("user-role", "exposure", "partner"): 1.0,
+        ("user-role", "exposure", "other"): 2.0,  # late before the reload, newcomer after
+    }

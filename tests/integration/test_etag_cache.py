@@ -81,3 +81,32 @@ async def test_weak_etags_and_a_disabled_cache_inspect_every_response(
     assert await deprecation_header(uncached.url) is not None
     app.body = WITHOUT_ROLE
     assert await deprecation_header(uncached.url) is None
+
+
+async def test_an_etag_inspected_on_one_release_says_nothing_of_the_other(
+    switchback: StartProxy, release: tuple[Release, str]
+) -> None:
+    """Blue and green are two origins: green may reuse blue's ETag for other bytes. What was
+    found in blue's representation is not applied to green's."""
+    blue, blue_url = release
+    green = Release()
+    green.body = WITHOUT_ROLE  # the same ETag as blue's, a body without the field
+    runner = web.ServerRunner(web.Server(green.handle), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        green_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        cfg = config(blue_url)
+        cfg["releases"]["green"] = {"url": green_url}
+        cfg["traffic"] = {"override_header": "X-Release"}
+        proxy = await switchback(cfg)
+        assert await deprecation_header(proxy.url) is not None  # blue, inspected
+        async with (
+            aiohttp.ClientSession() as s,
+            s.get(proxy.url + "/users/1", headers={"X-Release": "green"}) as r,
+        ):
+            assert (await r.read(), r.headers["X-Served-By"]) == (WITHOUT_ROLE, "green")
+            assert r.headers.get("Deprecation") is None
+    finally:
+        await runner.cleanup()
