@@ -150,6 +150,11 @@ class Load:
         start = len(self.results)
         await wait_until(lambda: len(self.results) - start >= n, timeout, f"{n} requests")
 
+    async def wait_for_requests_since(self, t: float, n: int, timeout: float = 10.0) -> None:
+        """Until ``n`` requests that *started* at or after loop time ``t`` have ended (the
+        requests in flight at ``t`` do not count, however many of them end later)."""
+        await wait_until(lambda: len(self.since(t)) >= n, timeout, f"{n} requests since {t}")
+
 
 async def fetch(
     session: aiohttp.ClientSession,

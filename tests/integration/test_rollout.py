@@ -107,7 +107,7 @@ async def test_promote_makes_green_stable_for_every_request(switchback: StartPro
         code, body = await proxy.admin_call("POST", "/promote")
         promoted = loop.time()
         assert code == 200, body
-        await load.wait_for_requests(200)
+        await load.wait_for_requests_since(promoted, 100)
 
     assert (body["stable"], body["candidate"]) == ("green", "blue")
     assert body["weights"] == {"green": 100.0, "blue": 0.0}
@@ -130,7 +130,7 @@ async def test_auto_promote_ends_with_green_stable(switchback: StartProxy) -> No
         status = await wait_for_state(proxy, "promoted", 10)
         loop = asyncio.get_running_loop()
         promoted = loop.time()
-        await load.wait_for_requests(100)
+        await load.wait_for_requests_since(promoted, 100)
     assert (status["stable"], status["weights"]) == ("green", {"green": 100.0, "blue": 0.0})
     assert {r.served_by for r in load.since(promoted)} == {"green"}
     assert failed(load.results) == []
