@@ -117,8 +117,21 @@ def percent_problem(v: float) -> str | None:
 _NUMBERS: tuple[tuple[str, Callable[[float], bool], str], ...] = (
     ("upstream.connect_timeout", lambda v: _finite(v) and v > 0, "is not a positive timeout"),
     ("upstream.response_timeout", lambda v: _finite(v) and v > 0, "is not a positive timeout"),
+    ("upstream.read_timeout", lambda v: _finite(v) and v > 0, "is not a positive timeout"),
     ("upstream.pool_size", lambda v: v >= 0, "is negative"),
     ("server.drain_timeout", lambda v: _finite(v) and v > 0, "is not a positive timeout"),
+    ("server.keepalive_timeout", lambda v: _finite(v) and v > 0, "is not a positive timeout"),
+    ("server.head_timeout", lambda v: _finite(v) and v > 0, "is not a positive timeout"),
+    ("server.body_timeout", lambda v: _finite(v) and v > 0, "is not a positive timeout"),
+    ("server.send_timeout", lambda v: _finite(v) and v > 0, "is not a positive timeout"),
+    ("limits.max_head_bytes", lambda v: v >= 1024, "is below 1024 bytes"),
+    ("limits.max_headers", lambda v: v >= 1, "is less than 1"),
+    ("limits.max_target_bytes", lambda v: v >= 16, "is below 16 bytes"),
+    ("limits.max_response_head_bytes", lambda v: v >= 1024, "is below 1024 bytes"),
+    ("limits.max_connections", lambda v: v >= 1, "is less than 1"),
+    ("limits.max_in_flight", lambda v: v >= 1, "is less than 1"),
+    ("limits.max_loop_lag", lambda v: _finite(v) and v > 0, "is not a positive duration"),
+    ("limits.retry_after", lambda v: v >= 0, "is negative"),
     ("clients.max_tracked", lambda v: v >= 0, "is negative"),
     ("rollout.step_seconds", lambda v: _finite(v) and v > 0, "is not a positive duration"),
     ("rollout.min_requests", lambda v: v >= 1, "is less than 1"),
@@ -157,6 +170,9 @@ def check(cfg: Config) -> list[str]:
         value = _get(cfg, path)
         if not ok(value):
             out.add(path, value, problem)
+    body_limit = cfg.limits.max_body_bytes
+    if body_limit is not None and body_limit < 0:
+        out.add("limits.max_body_bytes", body_limit, "is negative (null turns the limit off)")
     _check_steps(out, cfg.rollout.steps)
     if cfg.telemetry.retention_days < cfg.telemetry.report_days:
         out.add(

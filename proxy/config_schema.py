@@ -45,13 +45,31 @@ class ClientsConfig(_Frozen, frozen=True, forbid_unknown_fields=True, kw_only=Tr
 class UpstreamConfig(_Frozen, frozen=True, forbid_unknown_fields=True, kw_only=True):
     connect_timeout: float = 2.0
     response_timeout: float = 30.0  # until the response head arrives; then 504
+    read_timeout: float = 60.0  # a release silent this long mid-body is cut off
     pool_size: int = 64  # idle keep-alive connections kept per release
 
 
 class ServerConfig(_Frozen, frozen=True, forbid_unknown_fields=True, kw_only=True):
     drain_timeout: float = 10.0  # SIGTERM: wait this long for in-flight requests
     keepalive_timeout: float = 75.0  # idle client connections are closed after this
+    head_timeout: float = 60.0  # a request head not complete by then: 408 (nginx: 60 s)
+    body_timeout: float = 60.0  # no request body bytes for this long: 408 (nginx: 60 s)
+    send_timeout: float = 60.0  # a client not taking response bytes for this long is cut off
     xff_trusted: bool = False  # reserved: trust incoming X-Forwarded-* (not used for routing)
+
+
+class LimitsConfig(_Frozen, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """What one client or release may make Switchback hold; defaults in line with Envoy."""
+
+    max_head_bytes: int = 64 * 1024  # request line and headers: 431
+    max_headers: int = 100  # request header fields: 431
+    max_target_bytes: int = 8 * 1024  # request target: 414
+    max_body_bytes: int | None = None  # request body: 413 (off: the app decides)
+    max_response_head_bytes: int = 64 * 1024  # a release's status line and headers: 502
+    max_connections: int = 4096  # client connections; further ones are answered 503
+    max_in_flight: int = 1024  # requests in flight per release (circuit breaker): 503
+    max_loop_lag: float = 0.5  # seconds the event loop may fall behind before shedding: 503
+    retry_after: int = 1  # seconds, in the Retry-After of every 503
 
 
 class RolloutConfig(_Frozen, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -103,6 +121,7 @@ class Config(_Frozen, frozen=True, kw_only=True):
     clients: ClientsConfig = msgspec.field(default_factory=ClientsConfig)
     upstream: UpstreamConfig = msgspec.field(default_factory=UpstreamConfig)
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     rollout: RolloutConfig = msgspec.field(default_factory=RolloutConfig)
     telemetry: TelemetryConfig = msgspec.field(default_factory=TelemetryConfig)
     deprecations: list[DeprecationConfig] = msgspec.field(default_factory=list)

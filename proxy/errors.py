@@ -3,10 +3,13 @@
     SwitchbackError
     ├── ConfigError              a config file or value is invalid (message names file, key, value)
     ├── RolloutError             an illegal rollout transition, or a refused traffic change
+    ├── Refused                  the proxy answers a request itself (a limit, a timeout,
+    │                            overload, a malformed request): status, code, metric reason
     └── UpstreamError            forwarding to a release failed (carries the release name)
         ├── UpstreamUnavailable  the connection could not be opened: the app never saw the request
         ├── UpstreamTimeout      the release did not answer within the configured time
-        └── UpstreamBroken       the release closed or broke the connection mid-exchange
+        ├── UpstreamBroken       the release closed or broke the connection mid-exchange
+        └── UpstreamInvalid      the release answered with a malformed or over-long response
 
 The listener turns UpstreamError into a JSON 502/504 naming the release; nothing below the
 listener formats a response, and no traceback reaches a client.
@@ -25,6 +28,33 @@ class ConfigError(SwitchbackError):
 
 class RolloutError(SwitchbackError):
     """An illegal rollout event for the current state, or a refused traffic change."""
+
+
+class Refused(SwitchbackError):
+    """A request Switchback answers itself, with a JSON error, without (further) calling the app.
+
+    ``status`` and ``code`` make the response (``{"error": code, "detail": ...}``), ``reason``
+    labels ``switchback_rejected_total`` ("" for refusals counted elsewhere), ``release`` names
+    the release the refusal protects, ``retry_after`` (seconds) goes into a Retry-After header.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        reason: str = "",
+        *,
+        release: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.reason = reason
+        self.release = release
+        self.retry_after = retry_after
 
 
 class UpstreamError(SwitchbackError):
@@ -48,3 +78,9 @@ class UpstreamTimeout(UpstreamError):
 
 class UpstreamBroken(UpstreamError):
     kind = "broken"
+
+
+class UpstreamInvalid(UpstreamError):
+    """The release's response breaks HTTP/1.1 (or a limit): it never reaches a client."""
+
+    kind = "invalid"

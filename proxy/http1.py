@@ -14,6 +14,7 @@ from http import HTTPStatus
 
 import orjson
 
+from proxy.errors import Refused
 from proxy.pipeline import Exchange
 
 HOP_BY_HOP = frozenset(
@@ -78,11 +79,31 @@ def chunk(data: bytes) -> bytes:
 
 LAST_CHUNK = b"0\r\n\r\n"
 
+# Fields that must never travel in a trailer section (RFC 9110 section 6.5.1: framing and
+# routing are decided before the content); hop-by-hop fields never cross the proxy at all.
+_NOT_TRAILERS = HOP_BY_HOP | {b"content-length", b"host"}
+
+
+def last_chunk(trailers: list[tuple[bytes, bytes]] | None) -> bytes:
+    """The end of a chunked body, carrying the trailer fields received (minus the ones that
+    cannot be trailers): trailers stay in the trailer section, never merged into a head."""
+    if not trailers:
+        return LAST_CHUNK
+    kept = [(n, v) for n, v in trailers if n.lower() not in _NOT_TRAILERS]
+    return b"0\r\n" + serialize_headers(kept) + b"\r\n"
+
 
 def error_response(
-    status: int, error: str, release: str | None, detail: str, *, close: bool
+    status: int,
+    error: str,
+    release: str | None,
+    detail: str,
+    *,
+    close: bool,
+    retry_after: int | None = None,
 ) -> bytes:
-    """A complete JSON error response made by the proxy itself (502, 504, 400, 503)."""
+    """A complete JSON error response made by the proxy itself (400, 408, 413, 414, 431, 500,
+    502, 503, 504)."""
     body: dict[str, str] = {"error": error}
     if release is not None:
         body["release"] = release
@@ -95,9 +116,23 @@ def error_response(
     ]
     if release is not None:
         head.append((b"X-Switchback-Release", release.encode()))
+    if retry_after is not None:
+        head.append((b"Retry-After", str(retry_after).encode()))
     if close:
         head.append((b"Connection", b"close"))
     return status_line(status) + serialize_headers(head) + b"\r\n" + payload
+
+
+def refusal_response(refusal: Refused, *, close: bool = True) -> bytes:
+    """The JSON error for a request Switchback answers itself."""
+    return error_response(
+        refusal.status,
+        refusal.code,
+        refusal.release,
+        refusal.detail,
+        close=close,
+        retry_after=refusal.retry_after,
+    )
 
 
 def request_head(

@@ -15,6 +15,21 @@ LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 )  # fmt: skip
 
+UPSTREAM_ERROR_KINDS = ("connect", "timeout", "broken", "invalid")
+REJECT_REASONS = (
+    "malformed",
+    "head_size",
+    "header_count",
+    "target_length",
+    "body_size",
+    "head_timeout",
+    "body_timeout",
+    "send_timeout",
+    "max_connections",
+    "release_in_flight",
+    "loop_lag",
+)
+
 ROLLOUT_STATES = ("idle", "ramping", "paused", "awaiting_promotion", "rolled_back", "promoted")
 
 
@@ -38,8 +53,30 @@ class Metrics:
         )
         self.upstream_errors = Counter(
             "switchback_upstream_errors",
-            "Failures talking to a release: connect, timeout, broken (closed mid-exchange).",
+            "Failures talking to a release: connect, timeout (no head in time, or silent "
+            "mid-response), broken (closed mid-exchange), invalid (a malformed or over-long "
+            "response, or bytes after a complete one).",
             ["release", "kind"],
+            registry=r,
+        )
+        self.rejected = CounterTable(
+            "switchback_rejected",
+            "Requests and connections Switchback answered or closed itself, by reason: a "
+            "limit, a timeout, overload, or a malformed request.",
+            ["reason"],
+            r,
+        )
+        for reason in REJECT_REASONS:
+            self.rejected.inc((reason,), 0)
+        self.loop_lag = Gauge(
+            "switchback_event_loop_lag_seconds",
+            "How late the event loop ran its last 100 ms check (load shedding above "
+            "limits.max_loop_lag).",
+            registry=r,
+        )
+        self.shedding = Gauge(
+            "switchback_shedding",
+            "1 while new requests are refused because the event loop is falling behind.",
             registry=r,
         )
         self.weight = Gauge(

@@ -62,8 +62,9 @@ class Exchange:
         self.add_headers: list[tuple[bytes, bytes]] = []
         self.want_request_body = False
         self.want_response_body = False
-        # "ok", "upstream_connect", "upstream_timeout", "upstream_broken", "client_closed",
-        # "bad_request" (malformed request: 400), "internal_error" (a step failed: 500)
+        # "ok", "upstream_connect", "upstream_timeout", "upstream_broken", "upstream_invalid",
+        # "client_closed", "bad_request" (malformed request: 400), "internal_error" (a step
+        # failed: 500), "rejected" (Switchback refused it: a limit, a timeout, overload)
         self.outcome = "ok"
         self.notes: dict[str, Any] = {}  # per-step scratch space, keyed by step name
 

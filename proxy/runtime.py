@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import resource
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -25,7 +26,7 @@ from proxy.config_schema import Config
 from proxy.control import TrafficControl
 from proxy.errors import ConfigError, RolloutError
 from proxy.listener import Listener, ListenerSettings
-from proxy.metrics import Metrics
+from proxy.metrics import UPSTREAM_ERROR_KINDS, Metrics
 from proxy.pipeline import Pipeline, Step
 from proxy.routing import TrafficState
 from proxy.steps import ChooseRelease, IdentifyClient, RecordExchange
@@ -38,13 +39,43 @@ log = logging.getLogger("switchback")
 
 
 def listener_settings(config: Config) -> ListenerSettings:
+    server, limits = config.server, config.limits
     return ListenerSettings(
         response_timeout=config.upstream.response_timeout,
+        read_timeout=config.upstream.read_timeout,
         inspect_cap=config.telemetry.max_body_bytes,
         served_by=config.traffic.served_by_header,
-        trust_forwarded=config.server.xff_trusted,
-        keepalive_timeout=config.server.keepalive_timeout,
+        trust_forwarded=server.xff_trusted,
+        keepalive_timeout=server.keepalive_timeout,
+        head_timeout=server.head_timeout,
+        body_timeout=server.body_timeout,
+        send_timeout=server.send_timeout,
+        max_head_bytes=limits.max_head_bytes,
+        max_headers=limits.max_headers,
+        max_target_bytes=limits.max_target_bytes,
+        max_body_bytes=limits.max_body_bytes,
+        max_connections=limits.max_connections,
+        max_in_flight=limits.max_in_flight,
+        max_loop_lag=limits.max_loop_lag,
+        retry_after=limits.retry_after,
     )
+
+
+def raise_fd_limit(needed: int) -> None:
+    """Raise the soft limit on open files towards the hard one (as nginx's
+    worker_rlimit_nofile): every client connection may need a second one to its release."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):
+        target = soft
+    if target < needed:
+        log.warning(
+            "open files limited to %d: limits.max_connections needs about %d", target, needed
+        )
 
 
 class Runtime:
@@ -78,6 +109,9 @@ class Runtime:
     def upstream_error(self, release: str, kind: str) -> None:
         self.metrics.upstream_errors.labels(release, kind).inc()
 
+    def rejected(self, reason: str) -> None:
+        self.metrics.rejected.inc((reason,))
+
     def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = self.loop.create_task(coro)
         self.tasks.add(task)
@@ -99,7 +133,12 @@ class Runtime:
         url = urlsplit(self.config.releases[name].url)
         up = self.config.upstream
         return UpstreamPool(
-            name, url.hostname or "127.0.0.1", url.port or 80, up.connect_timeout, up.pool_size
+            name,
+            url.hostname or "127.0.0.1",
+            url.port or 80,
+            up.connect_timeout,
+            up.pool_size,
+            self.config.limits.max_response_head_bytes,
         )
 
     async def start(self) -> None:
@@ -109,12 +148,15 @@ class Runtime:
         for name in self.pools:
             # Series that count failures exist from the start, at zero, so that rate() and
             # increase() see the first failure after a restart.
-            for kind in ("connect", "timeout", "broken"):
+            for kind in UPSTREAM_ERROR_KINDS:
                 self.metrics.upstream_errors.labels(name, kind)
             self.metrics.in_flight.labels(name).set_function(self._in_flight_of(name))
             self.metrics.tunnels.labels(name).set_function(self._tunnels_of(name))
         await self.telemetry.start(self.spawn)
         self.pipeline = self.build_pipeline()
+        raise_fd_limit(2 * cfg.limits.max_connections + 256)
+        self.metrics.loop_lag.set_function(lambda: self.listener.loop_lag)
+        self.metrics.shedding.set_function(lambda: 1.0 if self.listener.shedding else 0.0)
         host, port = split_host_port(cfg.listen, any_port=True)
         await self.listener.start(host, port)
         self.admin_runner = web.AppRunner(make_admin_app(self), access_log=None)
@@ -221,10 +263,11 @@ class Runtime:
                 # Only allowed with nothing in flight (checked above): a fresh pool.
                 self.pools[name] = self._make_pool(name)
                 pool.close()
-            elif new.upstream != old.upstream:
+            else:
                 # Same release, new settings: the pool and its in-flight requests stay.
                 pool.connect_timeout = new.upstream.connect_timeout
                 pool.max_idle = new.upstream.pool_size
+                pool.max_head_bytes = new.limits.max_response_head_bytes
         self.settings = listener_settings(new)
         self.telemetry.reconfigure(new)
         self.pipeline = self.build_pipeline()

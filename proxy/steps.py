@@ -63,5 +63,7 @@ class RecordExchange(Step):
         status = ex.status
         self.requests((release, status))
         self.durations((release,), elapsed)
-        if ex.outcome != "client_closed":
+        # The rollout judges the releases' own answers: not a client that went away, nor a
+        # request Switchback refused itself (a limit, a timeout, overload).
+        if ex.outcome != "client_closed" and ex.outcome != "rejected":
             self.windows(release, status, elapsed, now)

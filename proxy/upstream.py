@@ -2,13 +2,15 @@
 
 An ``UpstreamConnection`` serves one exchange at a time. While it does, its ``sink`` (the
 listener's ``Forward``) receives the response as events: ``up_interim`` (1xx), ``up_head``,
-``up_body``, ``up_complete``, ``up_upgrade`` (101: the bytes after the head) and ``up_lost``,
-and ``up_flush`` after each read from the release has been parsed.
+``up_body``, ``up_complete`` (with the trailer fields, if any), ``up_upgrade`` (101: the bytes
+after the head), ``up_lost`` (closed or reset before the end) and ``up_invalid`` (the response
+breaks HTTP/1.1 or a limit), and ``up_flush`` after each read from the release has been parsed.
 When the exchange ends the connection goes back to the pool if both sides allow keep-alive.
 
 Two things llhttp (through httptools) cannot be told, handled here: a response to HEAD has no
 body whatever its Content-Length says, so the exchange completes at the head and the connection
-is not reused; and a body delimited by the connection closing completes on EOF.
+is not reused; and a body delimited by the connection closing completes on a clean EOF (a
+reset cuts it: the client must not take a truncated body for a complete one).
 """
 
 from __future__ import annotations
@@ -35,15 +37,28 @@ class Sink(Protocol):
     ) -> None: ...
     def up_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None: ...
     def up_body(self, data: bytes) -> None: ...
-    def up_complete(self) -> None: ...
+    def up_complete(self, trailers: list[tuple[bytes, bytes]] | None, clean: bool) -> None: ...
     def up_upgrade(self, rest: bytes) -> None: ...
     def up_lost(self, got_bytes: bool) -> None: ...
+    def up_invalid(self, problem: str) -> None: ...
     def up_flush(self) -> None: ...
     def up_pause_writing(self) -> None: ...
     def up_resume_writing(self) -> None: ...
 
 
+class _Stop(Exception):
+    """Raised from a parser callback to stop parsing what the release sent (the reason is kept
+    on the connection): a second message in a read, a limit, an unsupported framing."""
+
+
 class UpstreamConnection(asyncio.Protocol):
+    """One connection to a release. What the release sends is checked as strictly as what a
+    client sends: llhttp's strict parse (no bare CR/LF, no NUL, one Content-Length, not both
+    Content-Length and Transfer-Encoding), a bounded head, ``chunked`` as the only transfer
+    coding, and nothing after a complete response. A response that fails a check is never
+    passed on (``up_invalid``); bytes after a complete response end the connection (it is not
+    reused) and never answer another request."""
+
     def __init__(self, pool: UpstreamPool) -> None:
         self.pool = pool
         self.parser = httptools.HttpResponseParser(self)
@@ -53,13 +68,25 @@ class UpstreamConnection(asyncio.Protocol):
         self.head_only = False  # the request was HEAD
         self.got_bytes = False  # any response byte for the current exchange
         self.eof_body = False  # the current body ends when the connection closes
+        self.peer_eof = False  # the release shut down its side cleanly (FIN, not a reset)
         self.interim = False
         self.upgraded = False
         self.reused = False
         self.write_paused = False  # the release is not taking request bytes fast enough
         self.idle_since = 0.0
         self.headers: list[tuple[bytes, bytes]] = []
+        self.trailers: list[tuple[bytes, bytes]] | None = None
         self.reason = b""
+        self.in_head = True  # the response head is not complete yet
+        self.head_bytes = 0  # bytes read while the head was incomplete (bounded)
+        self.field_bytes = 0  # header (or trailer) bytes of the current message, exactly
+        self.complete = False  # a whole response was parsed in the current read
+        self.keep_alive = False  # the complete response allows reuse
+        self.extra = False  # bytes followed the complete response in the same read
+        self.problem: str | None = None  # why the response is invalid
+        self.rx = 0  # reads so far: the sweep tells a silent release by it
+        self.swept_rx = -1
+        self.quiet_since = 0.0
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -74,25 +101,40 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
             return
         self.got_bytes = True
+        self.rx += 1
+        if self.in_head:
+            self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
-            current = self.sink
-            if current is not None:
-                current.up_flush()  # what this read produced goes out now, in one write
         except httptools.HttpParserUpgrade as exc:
             if self.sink is not None:
                 self.sink.up_upgrade(data[exc.args[0] :])
-        except httptools.HttpParserCallbackError:
-            log.exception("bug while handling a response from %s", self.pool.name)
-            self.sink = None
-            self.close()
-            sink.up_lost(True)
-        except httptools.HttpParserError:
-            self.sink = None
-            self.close()
-            sink.up_lost(True)
+            return
+        except httptools.HttpParserCallbackError as exc:
+            if not isinstance(exc.__context__, _Stop):
+                log.exception("bug while handling a response from %s", self.pool.name)
+                self.sink = None
+                self.close()
+                sink.up_lost(True)
+                return
+        except httptools.HttpParserError as exc:
+            if self.complete:
+                self.extra = True  # not HTTP after a complete response: the response stands
+            else:
+                self.problem = f"invalid response: {exc}"
+        if self.complete:
+            self._completed()
+        elif self.problem is not None:
+            self._invalid(self.problem)
+        elif self.in_head and self.head_bytes > self.pool.max_head_bytes:
+            self._invalid(f"response head over {self.pool.max_head_bytes} bytes")
+        else:
+            current = self.sink
+            if current is not None:
+                current.up_flush()  # what this read produced goes out now, in one write
 
     def eof_received(self) -> bool | None:
+        self.peer_eof = True
         return False  # close the transport: half-open upstream connections are not reused
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -103,10 +145,10 @@ class UpstreamConnection(asyncio.Protocol):
         sink, self.sink = self.sink, None
         if sink is None:
             return
-        if self.eof_body:  # the body was delimited by the close: it is complete
-            sink.up_complete()
+        if self.eof_body and self.peer_eof and exc is None:
+            sink.up_complete(self.trailers, True)  # a body delimited by a clean close
         else:
-            sink.up_lost(self.got_bytes)
+            sink.up_lost(self.got_bytes)  # a reset is never the end of a body
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -124,16 +166,35 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- httptools callbacks ---------------------------------------------------------------
     def on_message_begin(self) -> None:
+        if self.complete:  # a second response in the same read: not for anybody
+            self.extra = True
+            raise _Stop
         self.headers = []
+        self.trailers = None
         self.reason = b""
+        self.in_head = True
+        self.field_bytes = 0
 
     def on_status(self, status: bytes) -> None:
         self.reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+        self.field_bytes += len(name) + len(value) + 4
+        if self.field_bytes > self.pool.max_head_bytes:
+            what = "head" if self.in_head else "trailer section"
+            self.problem = f"response {what} over {self.pool.max_head_bytes} bytes"
+            raise _Stop
+        if self.in_head:
+            self.headers.append((name, value))
+        else:  # the trailer section of a chunked body: never merged into the head
+            if self.trailers is None:
+                self.trailers = []
+            self.trailers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        self.in_head = False
+        self.head_bytes = 0
+        self.field_bytes = 0
         sink = self.sink
         if sink is None:
             return
@@ -145,13 +206,17 @@ class UpstreamConnection(asyncio.Protocol):
         if status == 101:
             self.upgraded = True  # llhttp reports the message complete, then the upgrade
         elif not self.head_only and status not in (204, 304):
-            self.eof_body = not _framed(self.headers)
+            framing = _framing(self.headers)
+            if framing is None:
+                self.problem = "invalid response: a transfer coding other than chunked"
+                raise _Stop
+            self.eof_body = not framing
         sink.up_head(status, self.reason, self.headers)
         if self.head_only and self.sink is sink:
             # No body follows a HEAD response; llhttp would wait for Content-Length bytes.
             self.sink = None
             self.close()
-            sink.up_complete()
+            sink.up_complete(None, True)
 
     def on_body(self, body: bytes) -> None:
         if self.sink is not None:
@@ -161,15 +226,29 @@ class UpstreamConnection(asyncio.Protocol):
         if self.interim:
             self.interim = False
             return
-        if self.upgraded:
-            return
-        sink, self.sink = self.sink, None
-        if sink is None:
+        if self.upgraded or self.sink is None:
             return
         self.eof_body = False
-        reusable = sink.request_done and self.parser.should_keep_alive()
-        self.pool.release(self, reusable)
-        sink.up_complete()
+        self.complete = True  # carried out once the whole read is parsed: see _completed
+        self.keep_alive = self.parser.should_keep_alive()
+
+    # -- the end of a response -------------------------------------------------------------
+    def _completed(self) -> None:
+        """The response is complete: hand the connection back (unless more bytes came after
+        the response, which makes it unusable) before telling the exchange."""
+        sink, self.sink = self.sink, None
+        self.complete = False
+        if sink is None:
+            return
+        clean = not self.extra
+        self.pool.release(self, clean and self.keep_alive and sink.request_done)
+        sink.up_complete(self.trailers, clean)
+
+    def _invalid(self, problem: str) -> None:
+        sink, self.sink = self.sink, None
+        self.abort()
+        if sink is not None:
+            sink.up_invalid(problem)
 
     # -- used by the pool and the listener ---------------------------------------------------
     def start(self, sink: Sink, head_only: bool) -> None:
@@ -178,6 +257,18 @@ class UpstreamConnection(asyncio.Protocol):
         self.got_bytes = False
         self.eof_body = False
         self.interim = False
+        self.in_head = True
+        self.head_bytes = 0
+        self.extra = False
+        self.problem = None
+        self.swept_rx = -1
+
+    def quiet_for(self, now: float) -> float:
+        """Seconds since the release last sent anything, as far as the sweep can tell."""
+        if self.rx != self.swept_rx:
+            self.swept_rx = self.rx
+            self.quiet_since = now
+        return now - self.quiet_since
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -194,27 +285,39 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.abort()
 
 
-def _framed(headers: list[tuple[bytes, bytes]]) -> bool:
+def _framing(headers: list[tuple[bytes, bytes]]) -> bool | None:
+    """True: the body is framed (Content-Length, or chunked); False: it ends with the
+    connection; None: a transfer coding Switchback does not decode (as nginx, refused)."""
+    framed = False
     for name, value in headers:
         lname = name.lower()
         if lname == b"content-length":
-            return True
-        if lname == b"transfer-encoding" and b"chunked" in value.lower():
-            return True
-    return False
+            framed = True
+        elif lname == b"transfer-encoding":
+            if value.strip().lower() != b"chunked":
+                return None
+            framed = True
+    return framed
 
 
 class UpstreamPool:
     """Keep-alive connections to one release (LIFO: the warmest connection is reused first)."""
 
     def __init__(
-        self, release: str, host: str, port: int, connect_timeout: float, max_idle: int
+        self,
+        release: str,
+        host: str,
+        port: int,
+        connect_timeout: float,
+        max_idle: int,
+        max_head_bytes: int = 64 * 1024,
     ) -> None:
         self.name = release
         self.host = host
         self.port = port
         self.connect_timeout = connect_timeout
         self.max_idle = max_idle
+        self.max_head_bytes = max_head_bytes  # a longer response head (or trailer) is invalid
         self.idle: list[UpstreamConnection] = []
         self.in_flight = 0
         self.closed = False

@@ -156,13 +156,20 @@ async def raw_exchange(
 
 
 async def read_response(reader: asyncio.StreamReader) -> tuple[int, list[tuple[str, str]], bytes]:
+    status, headers, body, _ = await read_response_and_trailers(reader)
+    return status, headers, body
+
+
+async def read_response_and_trailers(
+    reader: asyncio.StreamReader,
+) -> tuple[int, list[tuple[str, str]], bytes, list[tuple[str, str]]]:
+    """One response: status, head fields, body, and the trailer fields of a chunked body."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ")[1])
-    headers = [
-        (k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in lines[1:] if line)
-    ]
+    headers = _fields(lines[1:])
     names = {k.lower(): v for k, v in headers}
+    trailers: list[tuple[str, str]] = []
     if "content-length" in names:
         body = await reader.readexactly(int(names["content-length"]))
     elif names.get("transfer-encoding", "").lower() == "chunked":
@@ -170,7 +177,10 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, list[tuple[s
         while True:
             size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
             if size == 0:
-                await reader.readuntil(b"\r\n")
+                section = []
+                while (line := await reader.readuntil(b"\r\n")) != b"\r\n":
+                    section.append(line.decode("latin-1").rstrip("\r\n"))
+                trailers = _fields(section)
                 break
             body += await reader.readexactly(size)
             await reader.readexactly(2)
@@ -178,7 +188,11 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, list[tuple[s
         body = b""
     else:
         body = await reader.read()
-    return status, headers, body
+    return status, headers, body, trailers
+
+
+def _fields(lines: list[str]) -> list[tuple[str, str]]:
+    return [(k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in lines if line)]
 
 
 @pytest.fixture

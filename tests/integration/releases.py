@@ -21,6 +21,7 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import httptools
 import orjson
 from aiohttp import WSMsgType, web
 from aiohttp.web_request import BaseRequest
@@ -258,3 +259,91 @@ def _content_length(head: bytes) -> int:
         if name.strip().lower() == b"content-length":
             return int(value.strip())
     return 0
+
+
+@dataclass
+class Received:
+    """One request exactly as a release received it: head fields and trailer fields apart."""
+
+    method: str
+    target: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    trailers: list[tuple[bytes, bytes]]
+
+
+class _RecordingProtocol(asyncio.Protocol):
+    def __init__(self, release: RecordingRelease) -> None:
+        self.release = release
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.in_head = True
+        self.target = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.trailers: list[tuple[bytes, bytes]] = []
+        self.body: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            if self.transport is not None:
+                self.transport.close()
+
+    def on_message_begin(self) -> None:
+        self.in_head, self.target, self.headers, self.trailers, self.body = True, b"", [], [], []
+
+    def on_url(self, url: bytes) -> None:
+        self.target += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        (self.headers if self.in_head else self.trailers).append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        method = self.parser.get_method().decode()
+        received = Received(method, self.target, self.headers, b"".join(self.body), self.trailers)
+        self.release.received.append(received)
+        if self.transport is not None:
+            self.transport.write(self.release.answer(received))
+
+
+class RecordingRelease:
+    """A release that parses requests with llhttp and keeps each one whole (head fields and
+    trailer fields apart, the body decoded from its framing), answering ``answer(request)``
+    (default: 200 with the request's target as the body)."""
+
+    def __init__(self, answer: Callable[[Received], bytes] | None = None) -> None:
+        self.answer = answer or _echo_target
+        self.received: list[Received] = []
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(lambda: _RecordingProtocol(self), "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+def _echo_target(received: Received) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (
+        len(received.target),
+        received.target,
+    )

@@ -10,7 +10,6 @@ import struct
 import time
 from typing import Any
 
-import msgspec
 import orjson
 import pytest
 
@@ -205,7 +204,9 @@ async def test_release_answering_garbage_is_a_json_502(
     proxy = await switchback({"releases": {"blue": {"url": release.url}}})
     status, headers, body = await raw_exchange(proxy.port, GET)
     assert status == 502
-    assert proxy_error(status, headers, body)["error"] == "upstream_broken"
+    assert proxy_error(status, headers, body)["error"] == "upstream_invalid"
+    samples = await proxy.metrics()
+    assert sample(samples, ERRORS, release="blue", kind="invalid") == 1
 
 
 async def one_per_connection(n: int, head: bytes) -> bytes | None:
@@ -422,18 +423,25 @@ async def test_idle_or_stalled_client_connections_are_closed(
     switchback: StartProxy, releases: Releases, sent: bytes
 ) -> None:
     """A connection that never completes a request head (nothing sent, or a head trickling
-    in) is closed after the keep-alive timeout instead of being held for ever."""
-    proxy = await switchback()
-    runtime = proxy.runtime
-    runtime.settings = msgspec.structs.replace(runtime.settings, keepalive_timeout=0.3)
+    in) is closed after the head timeout instead of being held for ever: silently when
+    nothing came, with a JSON 408 when part of a head did."""
+    proxy = await switchback({"server": {"head_timeout": 0.3}})
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
     try:
         writer.write(sent)
         await writer.drain()
-        assert await closed_within(reader, 2.0)
+        if sent:
+            status, headers, body = await asyncio.wait_for(read_response(reader), 3)
+            assert status == 408
+            assert proxy_error(status, headers, body)["error"] == "request_timeout"
+            assert header_values(headers, "Connection") == ["close"]
+        assert await closed_within(reader, 3.0)
     finally:
         writer.close()
     assert releases.blue.seen == []
+    samples = await proxy.metrics()
+    expected = 1 if sent else 0
+    assert sample(samples, "switchback_rejected_total", reason="head_timeout") == expected
     await still_serving(proxy)
 
 
