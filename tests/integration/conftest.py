@@ -21,7 +21,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.config import load_config
 from proxy.runtime import Runtime
-from tests.integration.releases import Release, Script, ScriptedRelease, start_release
+from tests.integration.releases import (
+    RawHandler,
+    RawRelease,
+    Release,
+    Script,
+    ScriptedRelease,
+    start_release,
+)
 
 TOKEN = "test-token"
 
@@ -202,6 +209,22 @@ async def scripted() -> AsyncIterator[Callable[..., Awaitable[ScriptedRelease]]]
 
     async def start(script: Script, close_after: bool = False) -> ScriptedRelease:
         release = ScriptedRelease(script, close_after)
+        await release.start()
+        started.append(release)
+        return release
+
+    yield start
+    for release in started:
+        await release.close()
+
+
+@pytest.fixture
+async def raw_release() -> AsyncIterator[Callable[[RawHandler], Awaitable[RawRelease]]]:
+    """``await raw_release(handler)`` starts a ``RawRelease`` serving with ``handler``."""
+    started: list[RawRelease] = []
+
+    async def start(handler: RawHandler) -> RawRelease:
+        release = RawRelease(handler)
         await release.start()
         started.append(release)
         return release

@@ -154,32 +154,6 @@ async def start_release(name: str, port: int = 0) -> tuple[Release, web.ServerRu
     return release, runner
 
 
-class BrokenRelease:
-    """A release that answers a head announcing 1000 bytes, sends 10, then hangs up."""
-
-    def __init__(self) -> None:
-        self.server: asyncio.Server | None = None
-        self.port = 0
-
-    async def start(self) -> None:
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await reader.readuntil(b"\r\n\r\n")
-            writer.write(
-                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
-            )
-            writer.write(b'{"partial"')
-            await writer.drain()
-            writer.transport.abort()
-
-        self.server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
-
-
 Answer = bytes | list[bytes | float] | None
 Script = Callable[[int, bytes], Awaitable[Answer]]
 
@@ -347,3 +321,39 @@ def _echo_target(received: Received) -> bytes:
         len(received.target),
         received.target,
     )
+
+
+RawHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class RawRelease:
+    """A release on raw asyncio streams, each connection served by ``handler`` (for what a
+    real server would never send: resets, silences, endless heads); it records how each
+    connection ended: "served" (the handler returned) or "eof" (the proxy hung up first)."""
+
+    def __init__(self, handler: RawHandler) -> None:
+        self.handler = handler
+        self.server: asyncio.Server | None = None
+        self.ended: list[str] = []
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await self.handler(reader, writer)
+            self.ended.append("served")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            self.ended.append("eof")
+        finally:
+            writer.close()
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()

@@ -19,6 +19,7 @@ from tests.integration.conftest import (
     refused_url,
     sample,
 )
+from tests.integration.helpers_rollout import poll
 
 REQUESTS = "switchback_requests_total"
 DURATION = "switchback_request_duration_seconds"
@@ -64,8 +65,12 @@ async def test_status_describes_the_running_proxy(
     await send(proxy, "/users/1", 4, release="blue")
     await send(proxy, "/users/1", 2, release="green")
     slow = asyncio.create_task(send(proxy, "/slow/0.8", release="green"))
-    await asyncio.sleep(0.3)
-    status, body = await get(proxy.admin + "/status")
+    status, body = await poll(
+        lambda: get(proxy.admin + "/status"),
+        lambda answer: answer[1]["releases"]["green"]["in_flight"] == 1,
+        5,
+        "the slow request in flight on green",
+    )
     assert status == 200
     assert body["stable"] == "blue"
     assert body["candidate"] == "green"

@@ -23,7 +23,7 @@ from tests.integration.conftest import (
     refused_url,
     sample,
 )
-from tests.integration.releases import BrokenRelease
+from tests.integration.helpers_rollout import wait_until
 
 ERRORS = "switchback_upstream_errors_total"
 GET = b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n"
@@ -148,32 +148,76 @@ async def test_response_timeout_covers_the_head_only(switchback: StartProxy, scr
 # -- the release breaks off --------------------------------------------------------------------
 
 
+CUT_ANSWERS = {
+    # (what the release sends before it hangs up, the body bytes the client may see)
+    "content-length": (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+        + b"a" * 999,
+        b"a" * 999,
+    ),
+    "chunked": (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3e7\r\n" + b"a" * 999 + b"\r\n",
+        b"a" * 999,
+    ),
+}
+
+
+def dechunk(wire: bytes) -> tuple[bytes, bool]:
+    """The data of a chunked body, and whether its last (zero-size) chunk came."""
+    data, i = bytearray(), 0
+    while (eol := wire.find(b"\r\n", i)) != -1:
+        size = int(wire[i:eol], 16)
+        if size == 0:
+            return bytes(data), True
+        data += wire[eol + 2 : eol + 2 + size]
+        i = eol + 2 + size + 2
+    return bytes(data), False
+
+
+@pytest.mark.parametrize("how", ["fin", "reset"])
+@pytest.mark.parametrize("framing", list(CUT_ANSWERS))
 async def test_body_cut_by_the_release_is_never_presented_complete(
-    switchback: StartProxy, releases: Releases
+    switchback: StartProxy, raw_release: Any, framing: str, how: str
 ) -> None:
-    broken = BrokenRelease()
-    await broken.start()
+    """The release sends all but the end of a body (one byte short of its Content-Length,
+    or every chunk but the last) and hangs up: the client gets the bytes that came, then its
+    connection ends without anything that could complete the body."""
+    answer, sent_body = CUT_ANSWERS[framing]
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+        if how == "reset":
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+
+    release = await raw_release(handler)
+    proxy = await switchback({"releases": {"blue": {"url": release.url}}})
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    got = bytearray()
     try:
-        proxy = await switchback({"releases": {"blue": {"url": f"http://127.0.0.1:{broken.port}"}}})
-        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        writer.write(GET)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
         try:
-            writer.write(GET)
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-            try:
-                rest = await asyncio.wait_for(reader.read(), 5)
-            except ConnectionResetError:
-                rest = b""
-        finally:
-            writer.close()
-        assert head.startswith(b"HTTP/1.1 200 ")
-        assert b"Content-Length: 1000" in head
-        assert len(rest) < 1000  # the connection ended before the announced length
-        assert b"Traceback" not in rest
-        samples = await proxy.metrics()
-        assert sample(samples, ERRORS, release="blue", kind="broken") == 1
-        assert sample(samples, "switchback_in_flight_requests", release="blue") == 0
+            while data := await asyncio.wait_for(reader.read(65536), 5):
+                got.extend(data)
+        except ConnectionResetError:
+            pass
     finally:
-        await broken.close()
+        writer.close()
+    assert head.startswith(b"HTTP/1.1 200 ")
+    if framing == "content-length":
+        assert b"Content-Length: 1000" in head
+        assert bytes(got) == sent_body  # all that came, and the connection ended short
+    else:
+        assert b"Transfer-Encoding: chunked" in head
+        data, ended = dechunk(bytes(got))
+        assert (data, ended) == (sent_body, False)  # never the last chunk
+    samples = await proxy.metrics()
+    assert sample(samples, ERRORS, release="blue", kind="broken") == 1
+    assert sample(samples, "switchback_in_flight_requests", release="blue") == 0
 
 
 async def test_release_closing_without_an_answer_is_a_json_502(
@@ -329,27 +373,39 @@ async def test_malformed_request_is_a_json_400(
 
 
 async def test_malformed_body_is_cut_off_at_the_release(
-    switchback: StartProxy, releases: Releases
+    switchback: StartProxy, raw_release: Any
 ) -> None:
     """The head was fine and went on; the body turns out malformed later: the client gets a
-    400, and the release never takes the truncated body for a complete one."""
-    proxy = await switchback()
+    400, and the release, which has the head and the first chunk, sees its connection end
+    without the rest: it never takes the truncated body for a complete one."""
+    got_chunk = asyncio.Event()
+    received = bytearray()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            received.extend(data)
+            if b"5\r\nhello\r\n" in received:
+                got_chunk.set()
+
+    release = await raw_release(handler)
+    proxy = await switchback({"releases": {"blue": {"url": release.url}}})
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
     try:
         writer.write(
             b"POST /orders HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
         )
         await writer.drain()
-        await asyncio.sleep(0.2)  # the head and the first chunk are at the release by now
+        await asyncio.wait_for(got_chunk.wait(), 5)  # head and first chunk at the release
         writer.write(b"not-hex\r\n")
         status, headers, body = await asyncio.wait_for(read_response(reader), 5)
     finally:
         writer.close()
     assert status == 400
     assert proxy_error(status, headers, body)["error"] == "bad_request"
-    await asyncio.sleep(0.1)
-    assert releases.blue.seen == []  # the app never handled a request with a cut body
-    await still_serving(proxy)
+    await wait_until(lambda: bool(release.ended), 5, "the release's connection to end")
+    assert release.ended == ["served"]  # read to its end: the proxy closed it
+    assert not received.endswith(b"0\r\n\r\n")  # never the end of a complete body
+    assert proxy.runtime.pools["blue"].in_flight == 0
 
 
 async def test_requests_before_a_malformed_one_are_answered(
@@ -375,14 +431,15 @@ async def test_client_resetting_mid_request_frees_its_slot(
     switchback: StartProxy, releases: Releases
 ) -> None:
     proxy = await switchback()
+    pool = proxy.runtime.pools["blue"]
     sock = socket.create_connection(("127.0.0.1", proxy.port))
     sock.sendall(b"GET /slow/1 HTTP/1.1\r\nHost: h\r\n\r\n")
-    await asyncio.sleep(0.15)
+    await wait_until(lambda: bool(releases.blue.seen), 5, "the request at the release")
     samples = await proxy.metrics()
     assert sample(samples, "switchback_in_flight_requests", release="blue") == 1
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()  # a reset, not a polite close
-    await asyncio.sleep(0.15)
+    await wait_until(lambda: pool.in_flight == 0, 0.9, "the slot freed before the answer")
     samples = await proxy.metrics()
     assert sample(samples, "switchback_in_flight_requests", release="blue") == 0
     _, status = await proxy.admin_call("GET", "/status")
@@ -407,8 +464,8 @@ async def test_half_closed_client_gets_its_answers_then_the_connection_closes(
         assert await asyncio.wait_for(reader.read(), 2) == b""  # closed: not kept idle
     finally:
         writer.close()
-    await asyncio.sleep(0.05)
-    assert len(proxy.runtime.listener.connections) == 0
+    listener = proxy.runtime.listener
+    await wait_until(lambda: not listener.connections, 2, "the connection gone")
 
 
 async def closed_within(reader: asyncio.StreamReader, seconds: float) -> bool:
@@ -457,10 +514,16 @@ async def test_requests_queued_behind_a_vanished_client_never_reach_the_release(
         b"POST /orders HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n{}"
         b"GET /third HTTP/1.1\r\nHost: h\r\n\r\n"
     )
-    await asyncio.sleep(0.15)
+    await wait_until(lambda: bool(releases.blue.seen), 5, "the first request at the release")
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
-    await asyncio.sleep(0.6)
+    # Once the first exchange is over and the connection gone, nothing more can be sent.
+    runtime = proxy.runtime
+    await wait_until(
+        lambda: runtime.pools["blue"].in_flight == 0 and not runtime.listener.connections,
+        5,
+        "the exchange over and the connection gone",
+    )
     assert [s["target"] for s in releases.blue.seen] == ["/slow/0.4"]
     samples = await proxy.metrics()
     # Requests that never reached a release are counted under none.

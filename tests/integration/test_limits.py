@@ -26,7 +26,7 @@ from tests.integration.conftest import (
     read_response,
     sample,
 )
-from tests.integration.helpers_rollout import poll
+from tests.integration.helpers_rollout import poll, wait_until
 from tests.integration.releases import RecordingRelease
 
 REJECTED = "switchback_rejected_total"
@@ -166,7 +166,8 @@ async def test_connections_beyond_the_cap_are_answered_503(
 ) -> None:
     proxy = await switchback({"limits": {"max_connections": 2, "retry_after": 3}})
     held = [await asyncio.open_connection("127.0.0.1", proxy.port) for _ in range(2)]
-    await poll(lambda: _zero(), lambda _: len(proxy.runtime.listener.connections) == 2, 5, "2")
+    listener = proxy.runtime.listener
+    await wait_until(lambda: len(listener.connections) == 2, 5, "two connections open")
     try:
         status, headers, payload = await refused(proxy, b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n")
         assert (status, payload["error"]) == (503, "overloaded")
@@ -176,12 +177,8 @@ async def test_connections_beyond_the_cap_are_answered_503(
     finally:
         for _, writer in held:
             writer.close()
-    await poll(lambda: _zero(), lambda _: len(proxy.runtime.listener.connections) == 0, 5, "0")
+    await wait_until(lambda: not listener.connections, 5, "the connections closed")
     await serves(proxy)
-
-
-async def _zero() -> int:
-    return 0
 
 
 async def test_a_release_at_its_in_flight_limit_is_answered_503(
@@ -192,12 +189,8 @@ async def test_a_release_at_its_in_flight_limit_is_answered_503(
     proxy = await switchback({"limits": {"max_in_flight": 2}})
     async with aiohttp.ClientSession() as session:
         slow = [asyncio.create_task(session.get(proxy.url + "/slow/1")) for _ in range(2)]
-        await poll(
-            lambda: _zero(),
-            lambda _: proxy.runtime.pools["blue"].in_flight == 2,
-            5,
-            "two requests in flight on blue",
-        )
+        pool = proxy.runtime.pools["blue"]
+        await wait_until(lambda: pool.in_flight == 2, 5, "two requests in flight on blue")
         status, headers, payload = await refused(proxy, b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n")
         for task in slow:
             (await task).release()

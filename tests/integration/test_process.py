@@ -22,6 +22,7 @@ from tests.integration.conftest import (
     run_switchback,
     write_switchback_config,
 )
+from tests.integration.helpers_rollout import poll, wait_until
 
 
 async def finished(*args: str) -> tuple[int, str, str]:
@@ -113,16 +114,16 @@ async def test_sigterm_drains_the_request_in_flight(
     try:
         writer.write(b"GET /slow/1.5 HTTP/1.1\r\nHost: h\r\n\r\n")
         await writer.drain()
-        await asyncio.sleep(0.4)  # the request is at the release now
+        await wait_until(lambda: bool(releases.blue.seen), 5, "the request at the release")
         sent_at = time.monotonic()
         os.kill(proxy.pid, signal.SIGTERM)
         # New connections are refused at once ...
-        for _ in range(50):
-            if await connection_refused(proxy.port):
-                break
-            await asyncio.sleep(0.02)
-        else:
-            raise AssertionError("the traffic port still accepts connections while draining")
+        await poll(
+            lambda: connection_refused(proxy.port),
+            bool,
+            1,
+            "the traffic port to stop accepting connections while draining",
+        )
         # ... the admin listener says "not ready" meanwhile ...
         async with aiohttp.ClientSession() as s, s.get(proxy.admin + "/readyz") as r:
             assert r.status == 503
@@ -165,7 +166,7 @@ async def test_sigterm_cuts_what_outlasts_the_drain_timeout(
     try:
         writer.write(b"GET /slow/2 HTTP/1.1\r\nHost: h\r\n\r\n")
         await writer.drain()
-        await asyncio.sleep(0.3)
+        await wait_until(lambda: bool(releases.blue.seen), 5, "the request at the release")
         started = time.monotonic()
         os.kill(proxy.pid, signal.SIGTERM)
         assert await proxy.wait(timeout=5) == 0

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -25,24 +24,6 @@ from tests.integration.test_pipelining import pipelined
 
 ERRORS = "switchback_upstream_errors_total"
 GET = b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n"
-
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-@pytest.fixture
-async def raw_release() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
-    """``await raw_release(handler)`` serves each connection with ``handler``; its URL."""
-    servers: list[asyncio.Server] = []
-
-    async def start(handler: Handler) -> str:
-        server = await asyncio.start_server(handler, "127.0.0.1", 0)
-        servers.append(server)
-        return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-
-    yield start
-    for server in servers:
-        server.close()
-        await server.wait_closed()
 
 
 def reset(writer: asyncio.StreamWriter) -> None:
@@ -98,7 +79,7 @@ async def test_a_body_that_ends_with_the_connection_is_complete_only_on_a_clean_
         else:
             writer.close()
 
-    url = await raw_release(handler)
+    url = (await raw_release(handler)).url
     proxy = await switchback({"releases": {"blue": {"url": url}}})
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
     try:
@@ -227,7 +208,7 @@ async def test_a_response_head_that_never_ends_is_cut_at_the_limit(
         except ConnectionError:
             return
 
-    url = await raw_release(handler)
+    url = (await raw_release(handler)).url
     proxy = await switchback({"releases": {"blue": {"url": url}}})
     status, headers, body = await raw_exchange(proxy.port, GET)
     assert status == 502

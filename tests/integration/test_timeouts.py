@@ -5,11 +5,9 @@ cleanly, frees both connections and is counted; the proxy goes on serving."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
-import pytest
 
 from tests.integration.conftest import (
     Proxy,
@@ -19,61 +17,17 @@ from tests.integration.conftest import (
     read_response,
     sample,
 )
-from tests.integration.helpers_rollout import poll
+from tests.integration.helpers_rollout import wait_until
 
 REJECTED = "switchback_rejected_total"
 ERRORS = "switchback_upstream_errors_total"
-
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-class RawRelease:
-    """A release on raw streams, run by ``handler``; it records how each connection ended."""
-
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.server: asyncio.Server | None = None
-        self.ended: list[str] = []  # per connection: "eof" (closed by the proxy) or "served"
-        self.received: list[bytes] = []
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            await self.handler(reader, writer)
-            self.ended.append("served")
-        except (asyncio.IncompleteReadError, ConnectionError):
-            self.ended.append("eof")
-        finally:
-            writer.close()
-
-
-@pytest.fixture
-async def raw() -> AsyncIterator[Callable[[Handler], Awaitable[RawRelease]]]:
-    started: list[RawRelease] = []
-
-    async def start(handler: Handler) -> RawRelease:
-        release = RawRelease(handler)
-        release.server = await asyncio.start_server(release._serve, "127.0.0.1", 0)
-        started.append(release)
-        return release
-
-    yield start
-    for release in started:
-        assert release.server is not None
-        release.server.close()
-        await release.server.wait_closed()
 
 
 async def idle(proxy: Proxy) -> None:
     """Until nothing is in flight and no client connection is open."""
     runtime = proxy.runtime
-    await poll(
-        _nothing,
-        lambda _: (
+    await wait_until(
+        lambda: (
             all(p.in_flight == 0 for p in runtime.pools.values())
             and not runtime.listener.connections
         ),
@@ -82,11 +36,9 @@ async def idle(proxy: Proxy) -> None:
     )
 
 
-async def _nothing() -> None:
-    return None
-
-
-async def test_a_request_body_that_stalls_is_answered_408(switchback: StartProxy, raw: Any) -> None:
+async def test_a_request_body_that_stalls_is_answered_408(
+    switchback: StartProxy, raw_release: Any
+) -> None:
     """The client announces 100 bytes, sends 10 and goes silent: after ``body_timeout`` it
     gets a 408, the release's connection (which had the head and the 10 bytes) is cut so it
     never takes a truncated body for a whole one, and both connections are freed."""
@@ -99,7 +51,7 @@ async def test_a_request_body_that_stalls_is_answered_408(switchback: StartProxy
         await reader.readexactly(90)  # never comes: the proxy cuts the connection
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
 
-    release = await raw(handler)
+    release = await raw_release(handler)
     proxy = await switchback(
         {"releases": {"blue": {"url": release.url}}, "server": {"body_timeout": 0.3}}
     )
@@ -119,7 +71,7 @@ async def test_a_request_body_that_stalls_is_answered_408(switchback: StartProxy
 
 
 async def test_a_release_that_stops_sending_mid_body_is_cut_off(
-    switchback: StartProxy, raw: Any
+    switchback: StartProxy, raw_release: Any
 ) -> None:
     """Head and half the body, then silence: after ``upstream.read_timeout`` the client's
     connection is closed without the rest (never a complete-looking body), both sides are
@@ -131,7 +83,7 @@ async def test_a_release_that_stops_sending_mid_body_is_cut_off(
         await writer.drain()
         await reader.read()  # until the proxy hangs up
 
-    release = await raw(handler)
+    release = await raw_release(handler)
     proxy = await switchback(
         {"releases": {"blue": {"url": release.url}}, "upstream": {"read_timeout": 0.3}}
     )
@@ -149,7 +101,7 @@ async def test_a_release_that_stops_sending_mid_body_is_cut_off(
 
 
 async def test_a_release_silent_while_its_response_is_held_is_a_504(
-    switchback: StartProxy, raw: Any
+    switchback: StartProxy, raw_release: Any
 ) -> None:
     """A JSON response held for deprecation inspection whose body stops coming: the client
     has seen nothing yet, so it gets a JSON 504 naming the release."""
@@ -163,7 +115,7 @@ async def test_a_release_silent_while_its_response_is_held_is_a_504(
         await writer.drain()
         await reader.read()
 
-    release = await raw(handler)
+    release = await raw_release(handler)
     proxy = await switchback(
         {
             "releases": {"blue": {"url": release.url}},
@@ -177,7 +129,7 @@ async def test_a_release_silent_while_its_response_is_held_is_a_504(
 
 
 async def test_a_release_that_stops_reading_the_request_body_is_a_504(
-    switchback: StartProxy, raw: Any
+    switchback: StartProxy, raw_release: Any
 ) -> None:
     """The release reads the head, then neither reads the body nor answers: once the
     sockets are full the proxy stops reading from the client; after ``read_timeout`` the
@@ -187,7 +139,7 @@ async def test_a_release_that_stops_reading_the_request_body_is_a_504(
         await reader.readuntil(b"\r\n\r\n")
         await asyncio.sleep(30)  # neither reads nor answers; cancelled when the test ends
 
-    release = await raw(handler)
+    release = await raw_release(handler)
     proxy = await switchback(
         {"releases": {"blue": {"url": release.url}}, "upstream": {"read_timeout": 0.5}}
     )
@@ -217,7 +169,9 @@ async def test_a_release_that_stops_reading_the_request_body_is_a_504(
     assert "took no request bytes" in payload["detail"]
 
 
-async def test_a_client_that_stops_reading_is_cut_off(switchback: StartProxy, raw: Any) -> None:
+async def test_a_client_that_stops_reading_is_cut_off(
+    switchback: StartProxy, raw_release: Any
+) -> None:
     """A large response to a client that never reads it: once the sockets are full, after
     ``send_timeout`` the client's connection is closed and the release's too."""
 
@@ -230,7 +184,7 @@ async def test_a_client_that_stops_reading_is_cut_off(switchback: StartProxy, ra
             writer.write(chunk)
             await writer.drain()
 
-    release = await raw(handler)
+    release = await raw_release(handler)
     proxy = await switchback(
         {"releases": {"blue": {"url": release.url}}, "server": {"send_timeout": 0.3}}
     )
