@@ -1,14 +1,22 @@
 """The admin listener: health, status, metrics and the traffic controls, as JSON over HTTP.
 
-Reads (GET) are open; every other method needs ``Authorization: Bearer <admin.token>``. With no
-token configured, writes are accepted only from loopback peers (the config loader already
-refuses a non-loopback admin listener without a token; this is the second lock).
+Who may do what (``Authorization: Bearer <token>``, tokens compared in constant time):
+
+    GET /healthz, /readyz                  always open (liveness and readiness probes)
+    GET /status, /metrics, /deprecations   open while admin.listen is loopback and no
+                                           admin.read_token is set; otherwise admin.token or
+                                           admin.read_token (these reads name clients)
+    every other method                     admin.token; the read token never allows a change
+
+With no token configured, writes are accepted only from loopback peers (the config loader
+already refuses a non-loopback admin listener without a token; this is the second lock).
 
 One middleware does the auth and turns every failure into ``{"error": "..."}``:
 
     malformed JSON, wrong shapes, ConfigError   400
     missing or wrong token                      401 (WWW-Authenticate: Bearer)
-    write without a token from a remote peer    403
+    write without a token from a remote peer,
+    or with the read token                      403
     unknown route / wrong method                404 / 405
     RolloutError                                409
     anything else                               500 "internal error" (traceback to the log only)
@@ -29,8 +37,8 @@ import orjson
 import prometheus_client
 from aiohttp import web
 
-from proxy.config_checks import is_loopback
-from proxy.config_schema import Config
+from proxy.config_checks import admin_reads_need_token, is_loopback, is_set
+from proxy.config_schema import AdminConfig, Config
 from proxy.errors import ConfigError, RolloutError
 
 log = logging.getLogger(__name__)
@@ -66,6 +74,7 @@ class AdminRuntime(Protocol):
 RUNTIME = web.AppKey[AdminRuntime]("runtime")
 
 _OPEN_METHODS = frozenset({"GET", "HEAD"})
+_PROBES = frozenset({"/healthz", "/readyz"})  # open to every peer, whatever the config
 DEFAULT_ROLLBACK_REASON = "manual rollback via the admin API"
 
 
@@ -105,8 +114,12 @@ _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def _errors_and_auth(request: web.Request, handler: _Handler) -> web.StreamResponse:
     try:
         # Unknown routes and wrong methods answer 404/405 before auth: they change nothing.
-        if request.match_info.http_exception is None and request.method not in _OPEN_METHODS:
-            _authorize(request, request.app[RUNTIME].config.admin.token)
+        if request.match_info.http_exception is None:
+            admin = request.app[RUNTIME].config.admin
+            if request.method not in _OPEN_METHODS:
+                _authorize(request, admin)
+            elif _route(request) not in _PROBES and admin_reads_need_token(admin):
+                _authorize_read(request, admin)
         return await handler(request)
     except ApiError as exc:
         return error_response(exc.status, str(exc), exc.headers)
@@ -122,17 +135,47 @@ async def _errors_and_auth(request: web.Request, handler: _Handler) -> web.Strea
         return error_response(500, "internal error")
 
 
-def _authorize(request: web.Request, token: str | None) -> None:
+def _route(request: web.Request) -> str:
+    """The matched route's path (``/healthz``), however the request spelled it."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else request.path
+
+
+def _authorize(request: web.Request, admin: AdminConfig) -> None:
+    token = admin.token
     if not token:
         # The peer is an IP address; a Unix socket or an unknown peer ("") is not loopback.
         if not is_loopback(request.remote or ""):
             raise ApiError(403, "admin writes from a non-loopback peer need admin.token set")
         return
+    supplied = _bearer(request)
+    if _matches(supplied, token):
+        return
+    if is_set(admin.read_token) and _matches(supplied, admin.read_token):
+        raise ApiError(403, "the admin read token allows reads only; changes need admin.token")
+    raise ApiError(401, "invalid admin token", {"WWW-Authenticate": "Bearer"})
+
+
+def _authorize_read(request: web.Request, admin: AdminConfig) -> None:
+    tokens = [token for token in (admin.token, admin.read_token) if is_set(token)]
+    if not tokens:  # the loader refuses this config; never open by mistake
+        raise ApiError(403, "admin reads beyond loopback need admin.token or admin.read_token")
+    supplied = _bearer(request)
+    # Compare with every token, so that the time taken does not say which one was close.
+    if not sum(_matches(supplied, token) for token in tokens):
+        raise ApiError(401, "invalid admin token", {"WWW-Authenticate": "Bearer"})
+
+
+def _bearer(request: web.Request) -> str:
+    """The bearer token sent, stripped; 401 when there is none."""
     scheme, _, supplied = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not supplied.strip():
         raise ApiError(401, "missing admin token", {"WWW-Authenticate": "Bearer"})
-    if not hmac.compare_digest(_bytes(supplied.strip()), _bytes(token)):
-        raise ApiError(401, "invalid admin token", {"WWW-Authenticate": "Bearer"})
+    return supplied.strip()
+
+
+def _matches(supplied: str, token: str | None) -> bool:
+    return token is not None and hmac.compare_digest(_bytes(supplied), _bytes(token))
 
 
 def _bytes(text: str) -> bytes:

@@ -97,7 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     admin = argparse.ArgumentParser(add_help=False)
     group = admin.add_argument_group("admin API")
     group.add_argument("--admin", metavar="URL", help=f"env SWITCHBACK_ADMIN or {DEFAULT_ADMIN}")
-    group.add_argument("--token", help="bearer token for changes (env SWITCHBACK_ADMIN_TOKEN)")
+    group.add_argument(
+        "--token",
+        help="bearer token, sent on every call (env SWITCHBACK_ADMIN_TOKEN): admin.token; "
+        "for status and report, admin.read_token is enough",
+    )
     group.add_argument("--json", action="store_true", help="print the server's JSON")
     group.add_argument("--timeout", type=_positive(float), default=10.0, metavar="SECONDS")
 

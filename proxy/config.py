@@ -10,6 +10,10 @@ no other exception leaves ``parse_config``. Two choices worth knowing:
   ``on:`` (and ``yes``/``no``/``off``) as a boolean.
 - A scalar that is exactly one ``${VAR}`` takes the type its text has in YAML (``weight: ${W}``
   gives a number), except where the schema expects a string: a token ``0123`` stays a string.
+
+``clients.api_key_secret``, when absent or null, is taken from ``SWITCHBACK_API_KEY_SECRET``
+in ``env`` (``proxy.api_keys``). No message shows the value of a secret key
+(``config_checks.SECRETS``): a token or secret in a malformed or mistyped value stays hidden.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ from typing import Any
 import msgspec
 import yaml
 
-from proxy import config_checks
-from proxy.config_checks import dotted, show
+from proxy import api_keys, config_checks
+from proxy.config_checks import SECRETS, dotted, show
 from proxy.config_schema import Config
 from proxy.errors import ConfigError
 from proxy.routing import TrafficState
@@ -79,7 +83,8 @@ def parse_config(text: str, source: str, env: Mapping[str, str]) -> Config:
         raw = _Substitution(source, env).run(raw)
         _normalize_dates(raw)
         cfg = _convert(raw, source)
-        problems = config_checks.check(cfg)
+        cfg, problems = _api_key_secret_from_env(cfg, env)
+        problems += config_checks.check(cfg)
     except ConfigError:
         raise
     except RecursionError:
@@ -105,6 +110,18 @@ def initial_traffic(cfg: Config) -> TrafficState:
         override_header=header.lower() if header is not None else None,
         pins={client: name for name, clients in cfg.traffic.pins.items() for client in clients},
     )
+
+
+def _api_key_secret_from_env(cfg: Config, env: Mapping[str, str]) -> tuple[Config, list[str]]:
+    """``cfg`` with the environment's API-key secret when the file sets none, and its problem."""
+    value = env.get(api_keys.ENV_VAR)
+    if cfg.clients.api_key_secret is not None or value is None:
+        return cfg, []
+    problem = api_keys.secret_problem(api_keys.secret_bytes(value))
+    if problem is not None:
+        return cfg, [f"{api_keys.ENV_VAR} (the environment's clients.api_key_secret): {problem}"]
+    clients = msgspec.structs.replace(cfg.clients, api_key_secret=value)
+    return msgspec.structs.replace(cfg, clients=clients), []
 
 
 def _load_yaml(text: str, source: str) -> dict[Any, Any]:
@@ -187,8 +204,9 @@ class _Substitution:
             return escaped
         where = f"{self.source}: {dotted(*path)}"
         if name is None:
+            shown = api_keys.HIDDEN if dotted(*path) in SECRETS else show(text)
             self.problems.append(
-                f"{where}: {show(text)} has a malformed ${{...}} (expected "
+                f"{where}: {shown} has a malformed ${{...}} (expected "
                 "${NAME} or ${NAME:-default}; $${ is a literal ${)"
             )
             return m.group(0)
@@ -256,6 +274,7 @@ def _translate(message: str, raw: dict[Any, Any]) -> str:
         tp = _child_type(tp, key)
         path.append(key if isinstance(key, int) else str(key))
     where = dotted(*path)
+    shown = api_keys.HIDDEN if where in SECRETS else show(node)
     if m["key"]:
         keys = node.keys() if isinstance(node, dict) else ()
         bad = next((k for k in keys if not isinstance(k, str)), None)
@@ -266,10 +285,10 @@ def _translate(message: str, raw: dict[Any, Any]) -> str:
         return f"{dotted(*path, found[1])}: is missing (required)"
     if found := re.fullmatch(r"Expected `([^`]*)`(?:, got `[^`]*`)?", problem):
         wanted = " or ".join(_WORDS.get(w, w) for w in found[1].split(" | "))
-        return f"{where}: {show(node)} is not {wanted}"
+        return f"{where}: {shown} is not {wanted}"
     if problem.startswith("Invalid RFC3339"):
-        return f"{where}: {show(node)} is not a date (expected YYYY-MM-DD or an ISO timestamp)"
-    return f"{where}: {show(node)} is invalid ({' '.join(problem.split())})"
+        return f"{where}: {shown} is not a date (expected YYYY-MM-DD or an ISO timestamp)"
+    return f"{where}: {shown} is invalid ({' '.join(problem.split())})"
 
 
 def _failing_key(node: Any, tp: Any) -> Any:

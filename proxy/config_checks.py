@@ -16,7 +16,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from proxy.config_schema import Config, DeprecationConfig
+from proxy.api_keys import HIDDEN, secret_bytes, secret_problem
+from proxy.config_schema import AdminConfig, Config, DeprecationConfig
 
 RELEASE_NAME = re.compile(r"[a-z][a-z0-9_-]*")
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 section 5.6.2: token
@@ -25,6 +26,8 @@ _HOSTNAME = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?")
 _PORT = re.compile(r"[0-9]{1,5}")
 _PLAIN_KEY = re.compile(r"[\w-]+")
 ZERO = dt.timedelta(0)
+# Keys whose values no message shows (they are replaced by HIDDEN).
+SECRETS = frozenset({"admin.token", "admin.read_token", "clients.api_key_secret"})
 
 
 def dotted(*path: str | int) -> str:
@@ -97,6 +100,23 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def is_set(token: str | None) -> bool:
+    """A token counts as set when it has more than whitespace."""
+    return token is not None and bool(token.strip())
+
+
+def admin_reads_need_token(admin: AdminConfig) -> bool:
+    """Whether GET /status, /metrics and /deprecations need a bearer token: when the admin
+    listener is reachable beyond loopback, or a read token is set."""
+    if is_set(admin.read_token):
+        return True
+    try:
+        host, _ = split_host_port(admin.listen, any_port=True)
+    except ValueError:
+        return True  # refused by the checks; never open by mistake
+    return not is_loopback(host)
+
+
 def _finite(v: float) -> bool:
     return math.isfinite(v)
 
@@ -162,6 +182,7 @@ def check(cfg: Config) -> list[str]:
         except ValueError as exc:
             out.add(path, value, f"{exc} (expected host:port, e.g. 127.0.0.1:8080)")
     _check_admin_token(out, cfg)
+    _check_secrets(out, cfg)
     _check_releases(out, cfg)
     _check_traffic(out, cfg)
     for path in ("clients.id_header", "clients.api_key_header"):
@@ -207,6 +228,17 @@ def _check_admin_token(out: _Problems, cfg: Config) -> None:
             "is not loopback: the admin API must never be open beyond loopback without "
             "a token (set admin.token, or listen on 127.0.0.1)",
         )
+
+
+def _check_secrets(out: _Problems, cfg: Config) -> None:
+    # Messages name these keys but never show their values.
+    admin, secret = cfg.admin, cfg.clients.api_key_secret
+    if is_set(admin.read_token) and admin.read_token == admin.token:
+        same = "is admin.token: a read token must not allow changes"
+        out.append(f"admin.read_token: {HIDDEN} {same}")
+    problem = secret_problem(secret_bytes(secret)) if secret is not None else None
+    if problem is not None:
+        out.append(f"clients.api_key_secret: {problem}")
 
 
 def url_problem(url: str) -> str | None:

@@ -20,7 +20,11 @@ class _Frozen(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
 class AdminConfig(_Frozen, frozen=True, forbid_unknown_fields=True, kw_only=True):
     listen: str = "127.0.0.1:9901"
     # Bearer token for non-GET admin endpoints. Empty/None: the admin listener binds loopback only.
+    # Beyond loopback, GET /status, /metrics and /deprecations need it too (or read_token).
     token: str | None = None
+    # Bearer token for those reads only (e.g. Prometheus); never allows a change. When set, the
+    # reads need a token on loopback too. /healthz and /readyz never need one.
+    read_token: str | None = None
 
 
 class ReleaseConfig(_Frozen, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -38,6 +42,9 @@ class TrafficConfig(_Frozen, frozen=True, forbid_unknown_fields=True, kw_only=Tr
 class ClientsConfig(_Frozen, frozen=True, forbid_unknown_fields=True, kw_only=True):
     id_header: str | None = "X-Client-Id"
     api_key_header: str | None = None  # e.g. "X-Api-Key": hashed, never stored in clear
+    # The HMAC secret API keys are hashed with (>= 16 bytes); unset: $SWITCHBACK_API_KEY_SECRET,
+    # else one generated in <state_dir>/api-key-secret (see proxy.api_keys).
+    api_key_secret: str | None = None
     known: list[str] = msgspec.field(default_factory=list)  # always keep their own metric label
     max_tracked: int = 100  # further clients beyond known ones share the label "other"
 

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from proxy.admin import make_admin_app
+from proxy.api_keys import api_key_secret
 from proxy.clients import ClientIdentifier
 from proxy.config import load_config
 from proxy.config_checks import split_host_port
@@ -100,6 +101,8 @@ class Runtime:
         self.admin_runner: web.AppRunner | None = None
         self.admin_port = 0
         self._reload_lock = asyncio.Lock()
+        self.api_key_secret: bytes | None = None  # resolved by start() and each reload
+        self._secret_file: str | None = None
 
     # -- the listener's Context --
     @property
@@ -122,7 +125,7 @@ class Runtime:
     def build_pipeline(self) -> Pipeline:
         """The request path, in order. A feature is one step here."""
         steps: list[Step] = [
-            IdentifyClient(ClientIdentifier(self.config.clients)),
+            IdentifyClient(ClientIdentifier(self.config.clients, self.api_key_secret)),
             ChooseRelease(lambda: self.control.traffic),
             *self.telemetry.steps(),
             RecordExchange(self.metrics, self.windows, self.loop),
@@ -141,8 +144,25 @@ class Runtime:
             self.config.limits.max_response_head_bytes,
         )
 
+    def _resolve_api_key_secret(self, cfg: Config) -> bytes | None:
+        """The API-key secret for ``cfg`` (ConfigError when its file is unusable); says once
+        when it is a generated one, which replicas do not share."""
+        found = api_key_secret(cfg)
+        kept_in = found[1] if found is not None else None
+        if kept_in is not None and kept_in != self._secret_file:
+            log.warning(
+                "clients.api_key_header is set without clients.api_key_secret or "
+                "SWITCHBACK_API_KEY_SECRET: API keys are hashed with the secret generated in %s. "
+                "Replicas of a fleet must share one configured secret, or each gives the same "
+                "key a different client id",
+                kept_in,
+            )
+        self._secret_file = kept_in
+        return found[0] if found is not None else None
+
     async def start(self) -> None:
         cfg = self.config
+        self.api_key_secret = self._resolve_api_key_secret(cfg)
         self.control.restore()
         self.pools = {name: self._make_pool(name) for name in cfg.releases}
         for name in self.pools:
@@ -252,6 +272,7 @@ class Runtime:
                     )
         if problems:
             raise ConfigError("\n".join(problems))
+        secret = self._resolve_api_key_secret(new)
         try:
             self.control.reconfigure(new)
         except RolloutError as exc:
@@ -270,6 +291,7 @@ class Runtime:
                 pool.max_head_bytes = new.limits.max_response_head_bytes
         self.settings = listener_settings(new)
         self.telemetry.reconfigure(new)
+        self.api_key_secret = secret
         self.pipeline = self.build_pipeline()
 
     # -- the admin API's AdminRuntime --

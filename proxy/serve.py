@@ -71,6 +71,10 @@ async def serve(
         print(f"switchback: cannot start: {exc.strerror or exc}", file=sys.stderr)
         await runtime.stop()
         return 1
+    except ConfigError as exc:  # e.g. a state_dir where the API-key secret cannot be kept
+        print(f"switchback: cannot start: {exc}", file=sys.stderr)
+        await runtime.stop()
+        return 2
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 from aiohttp import web
@@ -28,17 +29,20 @@ from proxy.report import ElementInfo, UsageRow, build_report, report_to_json
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+READ_TOKEN = "r3ad-only-token"
+READ_AUTH = {"Authorization": f"Bearer {READ_TOKEN}"}
 NOW = 1_800_000_000.0
 DAY = 86_400.0
 
 
 class FakeRuntime:
-    def __init__(self, token: str | None = TOKEN) -> None:
+    def __init__(self, token: str | None = TOKEN, admin: AdminConfig | None = None) -> None:
         releases = {
             "blue": ReleaseConfig(url="http://127.0.0.1:9001"),
             "green": ReleaseConfig(url="http://127.0.0.1:9002"),
         }
-        self.config = Config(releases=releases, admin=AdminConfig(token=token), source="t.yaml")
+        admin = admin if admin is not None else AdminConfig(token=token)
+        self.config = Config(releases=releases, admin=admin, source="t.yaml")
         self.ready = True
         self.registry = CollectorRegistry()
         self.changes = Counter(
@@ -292,6 +296,142 @@ async def test_without_a_token_other_peers_may_not_write(aiohttp_client: Any) ->
     assert (await json_of(response))["error"].startswith("admin writes from a non-loopback peer")
     assert runtime.reason is None
     assert (await client.get("/status")).status == 200  # reads stay open
+
+
+# -- beyond loopback, reads that name clients need a token too --
+
+READS = ["/status", "/metrics", "/deprecations"]
+WEIGHTS = {"weights": {"blue": 75, "green": 25}}
+
+
+@pytest.fixture
+async def remote() -> AsyncIterator[tuple[str, FakeRuntime]]:
+    """The admin API bound on every interface (not loopback), called through 127.0.0.1."""
+    admin = AdminConfig(listen="0.0.0.0:0", token=TOKEN, read_token=READ_TOKEN)
+    runtime = FakeRuntime(admin=admin)
+    runner = web.AppRunner(make_admin_app(runtime))
+    await runner.setup()
+    site = web.TCPSite(runner, "0.0.0.0", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    yield f"http://127.0.0.1:{port}", runtime
+    await runner.cleanup()
+
+
+async def call(
+    url: str, method: str, headers: dict[str, str] | None = None, body: Any = None
+) -> tuple[int, dict[str, str], bytes]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, url, headers=headers, json=body) as response,
+    ):
+        return response.status, dict(response.headers), await response.read()
+
+
+@pytest.mark.parametrize("path", READS)
+async def test_beyond_loopback_reads_need_the_read_or_the_write_token(
+    remote: tuple[str, FakeRuntime], path: str
+) -> None:
+    base, runtime = remote
+    for headers, error in [
+        ({}, "missing admin token"),
+        ({"Authorization": "Bearer wrong"}, "invalid admin token"),
+        ({"Authorization": f"Bearer {READ_TOKEN}x"}, "invalid admin token"),
+        ({"Authorization": f"Basic {READ_TOKEN}"}, "missing admin token"),
+    ]:
+        status, head, body = await call(base + path, "GET", headers)
+        assert (status, head["WWW-Authenticate"]) == (401, "Bearer")
+        assert orjson.loads(body) == {"error": error}
+        assert b"web-app" not in body and b"blue" not in body
+        status, head, _ = await call(base + path, "HEAD", headers)
+        assert (status, head["WWW-Authenticate"]) == (401, "Bearer")
+    for headers in (READ_AUTH, AUTH, {"Authorization": f"bearer {READ_TOKEN}"}):
+        status, _, body = await call(base + path, "GET", headers)
+        assert status == 200
+        assert body  # the status, the exposition or the report
+    status, _, body = await call(base + "/deprecations", "GET", READ_AUTH)
+    assert [c["client"] for c in orjson.loads(body)["elements"][0]["clients"]] == ["web-app"]
+
+
+async def test_beyond_loopback_probes_stay_open(remote: tuple[str, FakeRuntime]) -> None:
+    base, runtime = remote
+    status, _, body = await call(base + "/healthz", "GET")
+    assert (status, orjson.loads(body)) == (200, {"status": "ok"})
+    status, _, body = await call(base + "/readyz", "GET")
+    assert (status, orjson.loads(body)) == (200, {"ready": True})
+    runtime.ready = False
+    status, _, body = await call(base + "/readyz", "GET")
+    assert (status, orjson.loads(body)) == (503, {"ready": False})
+
+
+@pytest.mark.parametrize("method, path, body", WRITES)
+async def test_the_read_token_never_allows_a_change(
+    remote: tuple[str, FakeRuntime], method: str, path: str, body: Any
+) -> None:
+    base, runtime = remote
+    status, head, answer = await call(base + path, method, READ_AUTH, body)
+    assert status == 403 and "WWW-Authenticate" not in head
+    assert orjson.loads(answer) == {
+        "error": "the admin read token allows reads only; changes need admin.token"
+    }
+    assert (runtime.weights, runtime.reason, runtime.overrides) == (
+        {"blue": 100.0, "green": 0.0},
+        None,
+        None,
+    )
+    assert changes(runtime) == 0
+
+
+async def test_beyond_loopback_the_write_token_still_writes(
+    remote: tuple[str, FakeRuntime],
+) -> None:
+    base, runtime = remote
+    status, _, _ = await call(base + "/traffic", "PUT", {}, WEIGHTS)
+    assert status == 401
+    status, _, _ = await call(base + "/traffic", "PUT", AUTH, WEIGHTS)
+    assert status == 200 and runtime.weights == {"blue": 75.0, "green": 25.0}
+
+
+async def test_on_loopback_a_read_token_closes_the_reads_too(aiohttp_client: Any) -> None:
+    runtime = FakeRuntime(admin=AdminConfig(token=TOKEN, read_token=READ_TOKEN))
+    client = await aiohttp_client(make_admin_app(runtime))
+    for path in READS:
+        assert (await client.get(path)).status == 401
+        assert (await client.get(path, headers=READ_AUTH)).status == 200
+    assert (await client.get("/healthz")).status == 200
+    assert (await client.get("/readyz")).status == 200
+
+
+async def test_on_loopback_without_a_read_token_reads_stay_open(
+    client: TestClient[Any, Any],
+) -> None:
+    for path in READS:
+        assert (await client.get(path)).status == 200
+
+
+async def test_cli_reads_send_the_token_beyond_loopback(
+    remote: tuple[str, FakeRuntime],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    base, runtime = remote
+    assert await cli("status", "--admin", base) == 1
+    assert capsys.readouterr().err == (
+        "switchback: missing admin token (give --token or set SWITCHBACK_ADMIN_TOKEN)\n"
+    )
+    assert await cli("status", "--admin", base, "--token", READ_TOKEN) == 0
+    assert "blue" in capsys.readouterr().out
+    assert await cli("report", "--admin", base, "--token", READ_TOKEN, "--days", "7") == 0
+    assert "web-app" in capsys.readouterr().out and runtime.days == 7
+    monkeypatch.setenv("SWITCHBACK_ADMIN_TOKEN", READ_TOKEN)
+    assert await cli("report", "--admin", base, "--fail-if-used", "user-role") == 3
+    assert await cli("rollback", "--admin", base) == 1
+    assert capsys.readouterr().err == (
+        "switchback: the admin read token allows reads only; changes need admin.token\n"
+    )
+    assert runtime.reason is None
+    assert await cli("weights", "green=25", "--admin", base, "--token", TOKEN) == 0
+    assert runtime.weights == {"blue": 75.0, "green": 25.0}
 
 
 # -- errors as JSON --

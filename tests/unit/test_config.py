@@ -426,9 +426,10 @@ def test_env_missing_names_key_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
     with pytest.raises(ConfigError) as info:
         load_config("config/production.yaml", {})
-    assert str(info.value) == (
-        "config/production.yaml: admin.token: ${SWITCHBACK_ADMIN_TOKEN} is not set"
-    )
+    assert str(info.value).splitlines() == [
+        "config/production.yaml: admin.token: ${SWITCHBACK_ADMIN_TOKEN} is not set",
+        "config/production.yaml: clients.api_key_secret: ${SWITCHBACK_API_KEY_SECRET} is not set",
+    ]
 
 
 def test_env_all_missing_are_reported() -> None:
@@ -485,11 +486,12 @@ def test_env_keys_are_not_substituted() -> None:
 # -- files -----------------------------------------------------------------------------------------
 
 SHIPPED = [ROOT / "config" / name for name in ("dev.yaml", "staging.yaml", "production.yaml")]
+API_KEY_SECRET = {"SWITCHBACK_API_KEY_SECRET": "a-shared-fleet-secret"}
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
 def test_shipped_config_loads(path: Path) -> None:
-    cfg = load_config(path, {"SWITCHBACK_ADMIN_TOKEN": "s3cret"})
+    cfg = load_config(path, {"SWITCHBACK_ADMIN_TOKEN": "s3cret", **API_KEY_SECRET})
     assert cfg.source == str(path)
     assert set(cfg.releases) == {"blue", "green"}
     assert [d.id for d in cfg.deprecations] == [
@@ -504,9 +506,10 @@ def test_shipped_config_values() -> None:
     assert dev.rollout.steps == [10, 25, 50, 100] and dev.telemetry.warning_header
     prod = load_config(
         ROOT / "config/production.yaml",
-        {"SWITCHBACK_ADMIN_TOKEN": "s3cret", "GREEN_URL": "http://10.0.0.7:8000"},
+        {"SWITCHBACK_ADMIN_TOKEN": "s3cret", "GREEN_URL": "http://10.0.0.7:8000", **API_KEY_SECRET},
     )
-    assert prod.admin.token == "s3cret"
+    assert prod.admin.token == "s3cret" and prod.admin.read_token == ""
+    assert prod.clients.api_key_secret == API_KEY_SECRET["SWITCHBACK_API_KEY_SECRET"]
     assert prod.releases["green"].url == "http://10.0.0.7:8000"
     assert prod.traffic.weights == {"blue": 100.0, "green": 0.0}
     assert prod.rollout.steps == [1, 5, 10, 25, 50, 100] and prod.rollout.step_seconds == 60
@@ -514,6 +517,7 @@ def test_shipped_config_values() -> None:
 
 def test_load_config_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SWITCHBACK_ADMIN_TOKEN", "from-env")
+    monkeypatch.setenv("SWITCHBACK_API_KEY_SECRET", "from-env-0123456789")
     assert load_config(ROOT / "config/staging.yaml").admin.token == "from-env"
 
 
