@@ -1,25 +1,72 @@
-"""The request path as a list of steps that do not know each other.
+"""The request path as a list of steps that do not know each other: the steps' contract.
 
-The listener owns the sockets and calls the pipeline at fixed points of every exchange:
+The data plane owns the sockets and calls the pipeline at fixed points of every exchange:
 
-    request        headers parsed, client identified, release chosen; before forwarding
+    request        headers parsed, client identified, release chosen; before forwarding.
+                   A hook may return a ``Reply``: the app is not called, later request hooks
+                   do not run, and the reply is sent with the headers steps add in ``respond``.
     request_body   the complete request body, only when a step set ``want_request_body``
                    (a copy: the stream to the release is never delayed)
     response_head  the release's status and headers arrived; a step may set
                    ``want_response_body`` to hold the response until it is complete
-    response_body  the complete response body (as received: maybe compressed), when held
-    respond        just before the head goes to the client: steps add ``add_headers``
+    response_body  the complete response body (as received: maybe compressed), when held.
+                   A hook may return a ``Rewrite``: the client gets those bytes instead, with
+                   the framing (Content-Length or chunked) and Content-Encoding recomputed by
+                   the data plane; later hooks see the rewritten body.
+    respond        just before the head goes to the client (also for a ``Reply``): steps add
+                   ``add_headers``
     done           the exchange ended (``outcome`` says how); record metrics and statistics
 
 Steps subclass ``Step`` and override only the hooks they need; the pipeline keeps, per hook,
-the list of steps that override it, so an unused hook costs nothing on the hot path. The order
-of the steps is assembled in one place, ``proxy.runtime.build_pipeline``.
+the list of steps that override it, so an unused hook costs nothing on the hot path. Steps
+share data through typed ``Slot``s on the exchange (``ex.get(SLOT)``, ``ex.put(SLOT, v)``),
+each slot owned by the module that defines it. The order of the steps is assembled in one
+place, ``proxy.app.runtime.Runtime.build_pipeline``.
+
+This module imports nothing of Switchback's: both the data plane and every feature build on it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Generic, NamedTuple, TypeVar, cast
+
+import orjson
+
+T = TypeVar("T")
+
+
+class Slot(Generic[T]):
+    """A typed key for what steps keep on an exchange (as aiohttp's ``AppKey``)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Slot({self.name!r})"
+
+
+class Reply(NamedTuple):
+    """A response a step makes itself; ``headers`` are sent as given (add Content-Type)."""
+
+    status: int
+    body: bytes = b""
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+    @classmethod
+    def json(cls, status: int, payload: Any, *headers: tuple[bytes, bytes]) -> Reply:
+        return cls(
+            status, orjson.dumps(payload), ((b"Content-Type", b"application/json"),) + headers
+        )
+
+
+class Rewrite(NamedTuple):
+    """Replacement bytes for a response body, in ``content_encoding`` (None: identity)."""
+
+    body: bytes
+    content_encoding: bytes | None = None
 
 
 class Exchange:
@@ -40,8 +87,11 @@ class Exchange:
         "add_headers",
         "want_request_body",
         "want_response_body",
+        "request_skipped",
+        "response_skipped",
+        "failover_from",
         "outcome",
-        "notes",
+        "slots",
     )
 
     def __init__(
@@ -62,11 +112,24 @@ class Exchange:
         self.add_headers: list[tuple[bytes, bytes]] = []
         self.want_request_body = False
         self.want_response_body = False
+        # Why a body a step wanted was not held or copied ("too_large"), set by the data plane.
+        self.request_skipped: str | None = None
+        self.response_skipped: str | None = None
+        self.failover_from: str | None = None  # the release that refused the connection
         # "ok", "upstream_connect", "upstream_timeout", "upstream_broken", "upstream_invalid",
-        # "client_closed", "bad_request" (malformed request: 400), "internal_error" (a step
-        # failed: 500), "rejected" (Switchback refused it: a limit, a timeout, overload)
+        # "client_closed", "answered" (a step's Reply), "bad_request" (malformed: 400),
+        # "internal_error" (a step failed: 500), "rejected" (a limit, a timeout, overload)
         self.outcome = "ok"
-        self.notes: dict[str, Any] = {}  # per-step scratch space, keyed by step name
+        self.slots: dict[Slot[Any], Any] | None = None
+
+    def get(self, slot: Slot[T]) -> T | None:
+        slots = self.slots
+        return None if slots is None else cast("T | None", slots.get(slot))
+
+    def put(self, slot: Slot[T], value: T) -> None:
+        if self.slots is None:
+            self.slots = {}
+        self.slots[slot] = value
 
     def header(self, lower_name: bytes) -> bytes | None:
         """The first request header with this (lower-case) name, or None."""
@@ -77,11 +140,26 @@ class Exchange:
         return first_header(self.response_headers, lower_name)
 
 
-def first_header(headers: list[tuple[bytes, bytes]], lower_name: bytes) -> bytes | None:
+def first_header(headers: Sequence[tuple[bytes, bytes]], lower_name: bytes) -> bytes | None:
     for name, value in headers:
         if name.lower() == lower_name:
             return value
     return None
+
+
+def _with_encoding(
+    headers: list[tuple[bytes, bytes]], encoding: bytes | None
+) -> list[tuple[bytes, bytes]]:
+    """``headers`` describing a body in ``encoding``: Content-Encoding replaced (or dropped for
+    identity), and a strong ETag dropped, since it named the bytes that were replaced."""
+    out = [
+        (n, v)
+        for n, v in headers
+        if (low := n.lower()) != b"content-encoding" and not (low == b"etag" and v[:2] != b"W/")
+    ]
+    if encoding is not None:
+        out.append((b"Content-Encoding", encoding))
+    return out
 
 
 class Step:
@@ -89,13 +167,13 @@ class Step:
 
     name = "step"
 
-    def request(self, ex: Exchange) -> None: ...
+    def request(self, ex: Exchange) -> Reply | None: ...
 
     def request_body(self, ex: Exchange, body: bytes) -> None: ...
 
     def response_head(self, ex: Exchange) -> None: ...
 
-    def response_body(self, ex: Exchange, body: bytes) -> None: ...
+    def response_body(self, ex: Exchange, body: bytes) -> Rewrite | None: ...
 
     def respond(self, ex: Exchange) -> None: ...
 
@@ -110,7 +188,7 @@ class Pipeline:
 
     def __init__(self, steps: Sequence[Step]) -> None:
         self.steps = tuple(steps)
-        table: dict[str, tuple[Callable[..., None], ...]] = {}
+        table: dict[str, tuple[Callable[..., Any], ...]] = {}
         for hook in HOOKS:
             base = getattr(Step, hook)
             table[hook] = tuple(
@@ -123,9 +201,12 @@ class Pipeline:
         self._respond = table["respond"]
         self._done = table["done"]
 
-    def request(self, ex: Exchange) -> None:
+    def request(self, ex: Exchange) -> Reply | None:
         for hook in self._request:
-            hook(ex)
+            reply = hook(ex)
+            if reply is not None:
+                return cast(Reply, reply)
+        return None
 
     def request_body(self, ex: Exchange, body: bytes) -> None:
         for hook in self._request_body:
@@ -135,9 +216,17 @@ class Pipeline:
         for hook in self._response_head:
             hook(ex)
 
-    def response_body(self, ex: Exchange, body: bytes) -> None:
+    def response_body(self, ex: Exchange, body: bytes) -> Rewrite | None:
+        """Every hook sees the body (and ``Content-Encoding``) as the one before left it; the
+        last rewrite, if any. The data plane recomputes the framing."""
+        rewrite: Rewrite | None = None
         for hook in self._response_body:
-            hook(ex, body)
+            new = hook(ex, body)
+            if new is not None:
+                rewrite = cast(Rewrite, new)
+                body = rewrite.body
+                ex.response_headers = _with_encoding(ex.response_headers, rewrite.content_encoding)
+        return rewrite
 
     def respond(self, ex: Exchange) -> None:
         for hook in self._respond:

@@ -24,24 +24,25 @@ from proxy.clients import ClientIdentifier
 from proxy.config import load_config
 from proxy.config_checks import split_host_port
 from proxy.config_schema import Config
+from proxy.context import Settings
 from proxy.control import TrafficControl
 from proxy.errors import ConfigError, RolloutError
-from proxy.listener import Listener, ListenerSettings
+from proxy.listener import Listener
 from proxy.metrics import UPSTREAM_ERROR_KINDS, Metrics
 from proxy.pipeline import Pipeline, Step
-from proxy.routing import TrafficState
+from proxy.pool import Pools, UpstreamPool
+from proxy.routing import TrafficState, failover_target
 from proxy.steps import ChooseRelease, IdentifyClient, RecordExchange
 from proxy.telemetry import Telemetry
 from proxy.tunnel import TunnelRegistry
-from proxy.upstream import UpstreamPool
 from proxy.window import Windows
 
 log = logging.getLogger("switchback")
 
 
-def listener_settings(config: Config) -> ListenerSettings:
+def listener_settings(config: Config) -> Settings:
     server, limits = config.server, config.limits
-    return ListenerSettings(
+    return Settings(
         response_timeout=config.upstream.response_timeout,
         read_timeout=config.upstream.read_timeout,
         inspect_cap=config.telemetry.max_body_bytes,
@@ -95,7 +96,7 @@ class Runtime:
         )
         self.telemetry = Telemetry(config, self.metrics)
         self.settings = listener_settings(config)
-        self.pools: dict[str, UpstreamPool] = {}
+        self.upstream = Pools({}, self.spawn)
         self.pipeline = Pipeline(())
         self.listener = Listener(self)
         self.admin_runner: web.AppRunner | None = None
@@ -108,6 +109,14 @@ class Runtime:
     @property
     def traffic(self) -> TrafficState:
         return self.control.traffic
+
+    @property
+    def pools(self) -> dict[str, UpstreamPool]:
+        return self.upstream.pools
+
+    def failover(self, release: str) -> str | None:
+        target = failover_target(self.control.traffic, release)
+        return target if target in self.upstream.pools else None
 
     def upstream_error(self, release: str, kind: str) -> None:
         self.metrics.upstream_errors.labels(release, kind).inc()
@@ -164,7 +173,7 @@ class Runtime:
         cfg = self.config
         self.api_key_secret = self._resolve_api_key_secret(cfg)
         self.control.restore()
-        self.pools = {name: self._make_pool(name) for name in cfg.releases}
+        self.upstream = Pools({name: self._make_pool(name) for name in cfg.releases}, self.spawn)
         for name in self.pools:
             # Series that count failures exist from the start, at zero, so that rate() and
             # increase() see the first failure after a restart.

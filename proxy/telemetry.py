@@ -26,7 +26,7 @@ from proxy.deprecations import Rule, RuleSet
 from proxy.labels import ClientLabels
 from proxy.ledger import Ledger
 from proxy.metrics import Metrics
-from proxy.pipeline import Exchange, Step
+from proxy.pipeline import Exchange, Slot, Step
 from proxy.report import ElementInfo, build_report, report_to_json
 
 log = logging.getLogger("switchback.telemetry")
@@ -121,6 +121,30 @@ class Telemetry:
         return report_to_json(build_report(elements, usage, observed, now, window), now, window)
 
 
+class Found:
+    """What the deprecation step learns about one exchange (kept in ``FOUND``)."""
+
+    __slots__ = ("used", "exposed", "request_rules", "response_rules", "etag_key")
+
+    def __init__(self) -> None:
+        self.used: list[Rule] = []  # elements the client sent
+        self.exposed: list[Rule] = []  # elements the client received
+        self.request_rules: tuple[Rule, ...] = ()  # request-field rules to look for
+        self.response_rules: tuple[Rule, ...] = ()  # response-field rules to look for
+        self.etag_key: EtagKey | None = None  # where to remember what the body held
+
+
+FOUND = Slot[Found]("deprecations")
+
+
+def _found(ex: Exchange) -> Found:
+    found = ex.get(FOUND)
+    if found is None:
+        found = Found()
+        ex.put(FOUND, found)
+    return found
+
+
 class DeprecationStep(Step):
     name = "deprecations"
 
@@ -134,23 +158,24 @@ class DeprecationStep(Step):
         rules = self.rules
         used = rules.match_request(ex.method, ex.path, ex.query)
         if used:
-            ex.notes["dep_used"] = list(used)
+            _found(ex).used.extend(used)
         body_rules = rules.request_field_rules(ex.method, ex.path)
         if not body_rules:
             return
         if is_json_content_type(ex.header(b"content-type")):
-            ex.notes["dep_req_rules"] = body_rules
+            _found(ex).request_rules = body_rules
             ex.want_request_body = True
         elif _has_body(ex):  # a form or an upload where a request-field rule applies
             self.t.skipped("not_json")
 
     def request_body(self, ex: Exchange, body: bytes) -> None:
-        found = self._inspect(ex.notes.get("dep_req_rules"), body, ex.header(b"content-encoding"))
-        if found:
-            ex.notes.setdefault("dep_used", []).extend(found)
+        found = _found(ex)
+        hits = self._inspect(found.request_rules, body, ex.header(b"content-encoding"))
+        if hits:
+            found.used.extend(hits)
 
     def _inspect(
-        self, rules: tuple[Rule, ...] | None, body: bytes, encoding: bytes | None
+        self, rules: tuple[Rule, ...], body: bytes, encoding: bytes | None
     ) -> tuple[Rule, ...] | None:
         """The rules found in a JSON body (decompressed copy); None when it could not be
         inspected (the reason is counted)."""
@@ -160,10 +185,10 @@ class DeprecationStep(Step):
         if isinstance(decoded, str):
             self.t.skipped(decoded)
             return None
-        found = RuleSet.match_body(rules, decoded)
-        if found is None:
+        hits = RuleSet.match_body(rules, decoded)
+        if hits is None:
             self.t.skipped("malformed")
-        return found
+        return hits
 
     def response_head(self, ex: Exchange) -> None:
         rules = self.rules.response_field_rules(ex.method, ex.path)
@@ -173,15 +198,15 @@ class DeprecationStep(Step):
             if not _empty(ex.response_header(b"content-length")):  # a body it cannot read
                 self.t.skipped("not_json")
             return
+        found = _found(ex)
         key = self._etag_key(ex, rules)
         if key is not None:
             known = self.t.by_etag.get(key)
             if known is not None:  # this exact representation was inspected before
-                if known:
-                    ex.notes["dep_exposed"] = list(known)
+                found.exposed.extend(known)
                 return
-            ex.notes["dep_etag_key"] = key
-        ex.notes["dep_resp_rules"] = rules
+            found.etag_key = key
+        found.response_rules = rules
         ex.want_response_body = True
 
     def _etag_key(self, ex: Exchange, rules: tuple[Rule, ...]) -> EtagKey | None:
@@ -197,41 +222,35 @@ class DeprecationStep(Step):
         return (ex.release, ex.method, ex.target, etag, encoding, rules)
 
     def response_body(self, ex: Exchange, body: bytes) -> None:
+        found = _found(ex)
         encoding = ex.response_header(b"content-encoding")
-        found = self._inspect(ex.notes.get("dep_resp_rules"), body, encoding)
-        if found:
-            ex.notes["dep_exposed"] = list(found)
-        key = ex.notes.get("dep_etag_key")
-        if key is not None and found is not None:
-            self.t.remember(key, found)
+        hits = self._inspect(found.response_rules, body, encoding)
+        if hits:
+            found.exposed.extend(hits)
+        if found.etag_key is not None and hits is not None:
+            self.t.remember(found.etag_key, hits)
 
     def respond(self, ex: Exchange) -> None:
-        notes = ex.notes
-        if not notes:
-            return
-        involved = notes.get("dep_used", []) + notes.get("dep_exposed", [])
-        if involved:
+        found = ex.get(FOUND)
+        if found is not None and (found.used or found.exposed):
+            involved = found.used + found.exposed
             ex.add_headers.extend(deprecation_headers(involved, ex.response_headers, self.warning))
 
     def done(self, ex: Exchange) -> None:
-        notes = ex.notes
-        if not notes:
+        found = ex.get(FOUND)
+        if found is None:
             return
-        skipped = notes.get("response_skipped")
-        if skipped is not None and "dep_resp_rules" in notes:
-            self.t.skipped(skipped)
-        skipped = notes.get("request_skipped")
-        if skipped is not None and "dep_req_rules" in notes:
-            self.t.skipped(skipped)
-        used = notes.get("dep_used")
-        exposed = notes.get("dep_exposed")
-        if not used and not exposed:
+        if ex.response_skipped is not None and found.response_rules:
+            self.t.skipped(ex.response_skipped)
+        if ex.request_skipped is not None and found.request_rules:
+            self.t.skipped(ex.request_skipped)
+        if not found.used and not found.exposed:
             return
         now = time.time()
         client = ex.client_id
-        for rule in _unique(used):
+        for rule in _unique(found.used):
             self.t.count(rule, "use", client, now)
-        for rule in _unique(exposed):
+        for rule in _unique(found.exposed):
             self.t.count(rule, "exposure", client, now)
 
 

@@ -11,11 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from proxy.listener import ClientConnection
-    from proxy.upstream import UpstreamConnection
+from proxy.upstream import Link
 
 log = logging.getLogger("switchback.tunnel")
 
@@ -69,6 +67,18 @@ def close_frame(code: int, reason: str) -> bytes:
     return bytes([0x88, len(payload)]) + payload
 
 
+class Client(Protocol):
+    """What a tunnel needs of its client connection."""
+
+    PAUSE_UPSTREAM: int
+    transport: asyncio.Transport | None
+
+    def write(self, data: bytes) -> None: ...
+    def abort(self) -> None: ...
+    def pause_reading(self, reason: int) -> None: ...
+    def resume_reading(self, reason: int) -> None: ...
+
+
 class _UpstreamSide(asyncio.Protocol):
     def __init__(self, tunnel: Tunnel) -> None:
         self.tunnel = tunnel
@@ -89,8 +99,8 @@ class _UpstreamSide(asyncio.Protocol):
 class Tunnel:
     def __init__(
         self,
-        client: ClientConnection,
-        up: UpstreamConnection,
+        client: Client,
+        up: Link,
         release: str,
         registry: TunnelRegistry,
     ) -> None:
