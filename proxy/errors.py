@@ -3,6 +3,7 @@
     SwitchbackError
     ├── ConfigError              a config file or value is invalid (message names file, key, value)
     ├── RolloutError             an illegal rollout transition, or a refused traffic change
+    ├── StateError               the saved traffic state cannot be used (names the file)
     └── UpstreamError            forwarding to a release failed (carries the release name)
         ├── UpstreamUnavailable  the connection could not be opened: the app never saw the request
         ├── UpstreamTimeout      the release did not answer within the configured time
@@ -25,6 +26,16 @@ class ConfigError(SwitchbackError):
 
 class RolloutError(SwitchbackError):
     """An illegal rollout event for the current state, or a refused traffic change."""
+
+
+class StateError(SwitchbackError):
+    """``traffic.json`` exists but cannot be used: unreadable, cut short, damaged, of another
+    shape or version, or naming other releases. ``str(err)`` is ``"<path>: <problem>"``."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
 
 
 class UpstreamError(SwitchbackError):

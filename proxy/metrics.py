@@ -83,6 +83,17 @@ class Metrics:
             "Config reloads refused (invalid file, or a refused change); the old config stays.",
             registry=r,
         )
+        # traffic.json: both series exist from the start (failures at 0).
+        self.state_write_failures = Counter(
+            "switchback_state_write_failures",
+            "Saves of traffic.json that failed (full or read-only disk); the state stays in force.",
+            registry=r,
+        )
+        self.state_persisted = Gauge(
+            "switchback_state_persisted",
+            "1 when the traffic state in force is saved in traffic.json, 0 while it is not.",
+            registry=r,
+        )
         self.deprecated = CounterTable(
             "switchback_deprecated",
             "Uses (client sent it) and exposures (client received it) of deprecated elements.",
