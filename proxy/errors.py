@@ -4,6 +4,7 @@
     ├── ConfigError              a config file or value is invalid (message names file, key, value)
     ├── RolloutError             an illegal rollout transition, or a refused traffic change
     ├── StateError               the saved traffic state cannot be used (names the file)
+    ├── LedgerError              the usage ledger cannot be read now (names the file)
     └── UpstreamError            forwarding to a release failed (carries the release name)
         ├── UpstreamUnavailable  the connection could not be opened: the app never saw the request
         ├── UpstreamTimeout      the release did not answer within the configured time
@@ -36,6 +37,11 @@ class StateError(SwitchbackError):
         super().__init__(f"{path}: {problem}")
         self.path = path
         self.problem = problem
+
+
+class LedgerError(SwitchbackError):
+    """The ledger file cannot be read now; a report without it could call a used element
+    unused, so there is none. ``str(err)`` names the file and the cause."""
 
 
 class UpstreamError(SwitchbackError):

@@ -256,6 +256,7 @@ class Runtime:
             "client_id_header": self.config.clients.id_header,
             "uptime_seconds": round(time.time() - self.started_at, 3),
             "config_file": self.config.source,
+            "ledger": self.telemetry.ledger.health() if self.telemetry.ledger else None,
         }
 
     def set_weights(self, weights: dict[str, float]) -> dict[str, Any]:
