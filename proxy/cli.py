@@ -336,6 +336,7 @@ def format_status(status: dict[str, Any]) -> str:
         lines.append(f"traffic from:  state (saved admin changes{over})")
     elif source:
         lines.append(f"traffic from:  {source}")
+    lines += _not_saved(status)
     if isinstance(status.get("uptime_seconds"), int | float):
         lines.append(f"uptime:        {_duration(status['uptime_seconds'])}")
     return "\n".join(lines)
@@ -374,7 +375,20 @@ def format_change(title: str, answer: Any) -> str:
         if isinstance(answer.get("rollout"), dict):
             candidate = answer.get("candidate")
             lines.append(f"rollout:  {describe_rollout(answer['rollout'], candidate)}")
+        lines += _not_saved(answer)
     return "\n".join(lines)
+
+
+def _not_saved(answer: dict[str, Any]) -> list[str]:
+    """A warning line when the server says the state in force is not on disk."""
+    if answer.get("persisted") is not False:
+        return []
+    error = answer.get("persist_error") or "unknown error"
+    where = answer.get("state_file") or "the state directory"
+    return [
+        f"warning: not saved to {where}: {error}; in force now, but a restart would bring back "
+        "the last saved state (retried every second)"
+    ]
 
 
 def fail_if_used(report: dict[str, Any], element: str) -> tuple[int, str]:
