@@ -244,6 +244,48 @@ async def test_a_corrupt_ledger_is_set_aside_and_counting_goes_on(
     assert element["observed_days"] < 1  # the new ledger's watch starts now
 
 
+async def test_a_ledger_damaged_while_running_answers_503_then_is_replaced(
+    switchback: StartProxy, tmp_path: Path
+) -> None:
+    """Damage the running ledger's file (another writer, then a disk returning garbage): the
+    report refuses rather than answer from part of the data, traffic goes on, and the next
+    flush sets the file aside and counts on in a new one."""
+    proxy = await switchback(USER_ROLE)
+    ledger = tmp_path / "state" / "ledger.sqlite3"
+    async with Load(proxy.url, clients=5, path="/users/1", prefix="old") as load:
+        await load.wait_for_requests(25)
+    await poll(lambda: asyncio.to_thread(ledger_rows, ledger), lambda r: len(r) == 5, 10, "flush")
+    with closing(sqlite3.connect(ledger)) as other:
+        other.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # every page in the file itself
+        with other:  # a change: the ledger's cached pages no longer count
+            other.execute("INSERT INTO meta (key, value) VALUES ('note', 'x')")
+        with open(ledger, "r+b") as f:
+            f.seek(4096)
+            f.write(b"\xff" * (ledger.stat().st_size - 4096))
+    code, body = await proxy.admin_call("GET", "/deprecations")
+    assert code == 503, body
+    assert body["error"].startswith(f"ledger {ledger} cannot be read now: ")
+    async with Load(proxy.url, clients=3, path="/users/1", prefix="new") as load:
+        await load.wait_for_requests(15)
+    assert failed(load.results) == []
+    await poll(
+        proxy.metrics,
+        lambda m: sample(m, "switchback_ledger_resets_total") == 1,
+        10,
+        "the damaged ledger set aside",
+    )
+    rows = await poll(
+        lambda: asyncio.to_thread(ledger_rows, ledger),
+        lambda r: set(r) == {"new-0", "new-1", "new-2"},
+        10,
+        "the new touches in the new ledger",
+    )
+    assert all(count > 0 for count in rows.values())
+    code, report = await proxy.admin_call("GET", "/deprecations")
+    assert code == 200
+    assert {c["client"] for c in report["elements"][0]["clients"]} == set(rows)
+
+
 async def test_a_traffic_json_damaged_while_running_is_written_whole_at_the_next_change(
     switchback: StartProxy, tmp_path: Path
 ) -> None:
