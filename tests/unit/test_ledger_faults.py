@@ -227,25 +227,27 @@ async def test_a_file_out_of_reach_counts_in_memory_until_it_is_back(path: Path)
     assert events.resets == 0
 
 
-async def test_memory_is_bounded_while_the_file_cannot_be_written(
+async def test_memory_is_bounded_and_a_day_that_lost_touches_is_not_watched(
     path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(ledger_memory, "MAX_PENDING", 10)
     events = Events()
     ledger = Ledger(str(path), KEEP, now=NOW - 60 * DAY, hooks=events.hooks())
     ledger.register_elements(["user-role", "page-param"], NOW - 60 * DAY)
-    for k in range(1, 60):
-        await ledger.flush(now=NOW - k * DAY)  # watched every day for two months
+    for k in range(59, -1, -1):
+        await ledger.flush(now=NOW - k * DAY)  # watched every day for two months, today too
+    assert ledger.watched_days("user-role", NOW, NOW) == 1
     ledger.record("page-param", "use", "web", NOW)
     for i in range(15):
         ledger.record("user-role", "exposure", f"client-{i}", NOW)
     ledger.record("user-role", "exposure", "client-0", NOW)  # a key already kept: counted
     assert events.dropped == [1] * 6
     assert ledger.health()["unflushed"] == 10
-    await ledger.flush(now=NOW)
     # That day cannot count as watched for the element that lost touches, nor after a restart.
     assert ledger.watched_days("user-role", NOW, NOW) == 0
     assert ledger.watched_days("page-param", NOW, NOW) == 1
+    await ledger.flush(now=NOW)
+    assert ledger.watched_days("user-role", NOW, NOW) == 0
     await ledger.close()
     reopened = Ledger(str(path), KEEP)
     assert reopened.watched_days("user-role", NOW, NOW) == 0
