@@ -33,14 +33,16 @@ def make_private(fd: int) -> None:
 
 def ensure_private_file(path: str, companions: Iterable[str] = ()) -> None:
     """Create ``path`` empty when missing, and set it and the existing ``path + suffix``
-    companions to 0600 (a file written by an older version may be more open)."""
+    companions to 0600 (a file written by an older version may be more open). A file owned by
+    another user keeps its mode: only its owner may change it, and it may still be writable."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE)
     try:
-        make_private(fd)
+        with contextlib.suppress(PermissionError):
+            make_private(fd)
     finally:
         os.close(fd)
     for suffix in companions:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
             os.chmod(path + suffix, PRIVATE)
 
 
