@@ -19,6 +19,7 @@ One middleware does the auth and turns every failure into ``{"error": "..."}``:
     or with the read token                      403
     unknown route / wrong method                404 / 405
     RolloutError                                409
+    LedgerError (the report cannot be made)     503
     anything else                               500 "internal error" (traceback to the log only)
 
 Handlers check shapes and types only; whether a value makes sense (weights sum to 100, steps
@@ -39,7 +40,7 @@ from aiohttp import web
 
 from proxy.config_checks import admin_reads_need_token, is_loopback, is_set
 from proxy.config_schema import AdminConfig, Config
-from proxy.errors import ConfigError, RolloutError
+from proxy.errors import ConfigError, LedgerError, RolloutError
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,8 @@ async def _errors_and_auth(request: web.Request, handler: _Handler) -> web.Strea
         return error_response(409, str(exc))
     except ConfigError as exc:
         return error_response(400, str(exc))
+    except LedgerError as exc:
+        return error_response(503, str(exc))
     except web.HTTPException as exc:
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return error_response(exc.status, _http_message(request, exc), headers)

@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="make green answer 500 to this share of requests, to watch an automatic rollback",
     )
     p.set_defaults(func=_demo)
+    _state_commands(sub)
 
     admin = argparse.ArgumentParser(add_help=False)
     group = admin.add_argument_group("admin API")
@@ -138,6 +139,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _state_commands(sub: Any) -> None:
+    state = sub.add_parser("state", help="show or reset the saved traffic state (traffic.json)")
+    actions = state.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = actions.add_parser("show", help="print the saved traffic state and whether it is usable")
+    p.add_argument("--config", required=True, metavar="FILE", help="the YAML config file")
+    p.add_argument("--json", action="store_true", help="print the saved state as JSON")
+    p.set_defaults(func=lambda args: _state("show", args))
+    p = actions.add_parser(
+        "reset", help="set traffic.json aside (renamed) so the next start takes the config's split"
+    )
+    p.add_argument("--config", required=True, metavar="FILE", help="the YAML config file")
+    p.add_argument(
+        "--force", action="store_true", help="also set aside a usable state (undoes its changes)"
+    )
+    p.set_defaults(func=lambda args: _state("reset", args))
+
+
 def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     def convert(text: str) -> Any:
         try:
@@ -175,6 +193,13 @@ def _check(args: argparse.Namespace) -> int:
     releases = ", ".join(config.releases)
     print(f"{args.file}: ok (releases {releases}; {count} deprecation{'' if count == 1 else 's'})")
     return 0
+
+
+def _state(action: str, args: argparse.Namespace) -> int:
+    from proxy import state_cli
+
+    command: Callable[[argparse.Namespace], int] = getattr(state_cli, action)
+    return command(args)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -315,6 +340,7 @@ def format_status(status: dict[str, Any]) -> str:
         lines.append(f"traffic from:  state (saved admin changes{over})")
     elif source:
         lines.append(f"traffic from:  {source}")
+    lines += _not_saved(status)
     if isinstance(status.get("uptime_seconds"), int | float):
         lines.append(f"uptime:        {_duration(status['uptime_seconds'])}")
     return "\n".join(lines)
@@ -353,7 +379,20 @@ def format_change(title: str, answer: Any) -> str:
         if isinstance(answer.get("rollout"), dict):
             candidate = answer.get("candidate")
             lines.append(f"rollout:  {describe_rollout(answer['rollout'], candidate)}")
+        lines += _not_saved(answer)
     return "\n".join(lines)
+
+
+def _not_saved(answer: dict[str, Any]) -> list[str]:
+    """A warning line when the server says the state in force is not on disk."""
+    if answer.get("persisted") is not False:
+        return []
+    error = answer.get("persist_error") or "unknown error"
+    where = answer.get("state_file") or "the state directory"
+    return [
+        f"warning: not saved to {where}: {error}; in force now, but a restart would bring back "
+        "the last saved state (retried every second)"
+    ]
 
 
 def fail_if_used(report: dict[str, Any], element: str) -> tuple[int, str]:

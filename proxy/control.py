@@ -1,10 +1,16 @@
 """Traffic control: the split in force, the rollout, and their persistence.
 
 Every change (weights, rollback, promotion, a rollout step) builds a new ``TrafficState`` and
-swaps it in with one assignment, so the very next request sees it; the new state is written to
-the state directory (atomically, fsync'ed) before the call returns, so a restart never undoes a
-rollback. The rollout's decisions come from the pure ``proxy.rollout.apply``; this class only
-feeds it statistics and carries out what it decides.
+swaps it in with one assignment, so the very next request sees it; the new state is then
+written to the state directory (atomically, fsync'ed) before the call returns, so a restart
+never undoes a rollback. The rollout's decisions come from the pure ``proxy.rollout.apply``;
+this class only feeds it statistics and carries out what it decides.
+
+A save that fails (a full or read-only disk) never undoes or refuses the change: it is in
+force in memory, the failure is logged and counted, ``summary()`` says ``persisted: false``
+with the error, and ``retry_persist`` (called by the runtime's ticker) writes the state in
+force once the disk takes it again. A saved state that cannot be used stops start-up
+(``StateError``); only an operator sets it aside.
 """
 
 from __future__ import annotations
@@ -19,16 +25,27 @@ import msgspec
 
 from proxy.config import initial_traffic
 from proxy.config_schema import Config
-from proxy.errors import RolloutError
+from proxy.errors import RolloutError, StateError
 from proxy.metrics import ROLLOUT_STATES, Metrics
 from proxy.rollout import Rollout, Transition, apply, judge
 from proxy.routing import TrafficState
-from proxy.state_store import PersistedState, load_state, save_state
+from proxy.state_store import (
+    PersistedState,
+    Source,
+    check_state,
+    follows_config,
+    load_state,
+    remove_temp_files,
+    save_state,
+    state_path,
+)
 from proxy.window import Windows
 
 log = logging.getLogger("switchback.control")
 
 MIN_WINDOW_SECONDS = 5.0
+RETRY_SECONDS = 1.0  # between two attempts to save a state a failed save left unsaved
+LOG_EVERY = 60.0  # while saves keep failing, one log line per this many seconds
 
 
 class TrafficControl:
@@ -47,26 +64,33 @@ class TrafficControl:
         self.on_rollback = on_rollback  # called with the release taken out of service
         self.traffic = initial_traffic(config)
         self.rollout = Rollout.from_config(config.rollout, {})
-        self.source = "config"
+        self.source: Source = "config"
+        self.persist_error: str | None = None  # why the state in force is not on disk
+        self._failed_saves = 0  # since the last save that succeeded
+        self._retry_at = 0.0
+        self._logged_at = -LOG_EVERY
 
     # -- start-up and reload --
     def restore(self) -> None:
-        """Take weights, stable release and rollout from the state directory when present."""
-        saved = load_state(self.config.state_dir)
+        """Take weights, stable release and rollout from the state directory when present.
+
+        A saved state that cannot be used raises ``StateError``: never the config file's split
+        instead, which could undo a rollback."""
+        state_dir = self.config.state_dir
+        for leftover in remove_temp_files(state_dir):
+            log.info("removed %s, left by a save that was interrupted", leftover)
+        saved = load_state(state_dir)
         if saved is None:
             self.persist()
             return
-        releases = set(self.config.releases)
-        if saved.source == "config" and (saved.rollout is None or saved.rollout.state == "idle"):
+        if follows_config(saved):
             # Nobody changed the split since it was taken from the file: the file (perhaps
             # edited while Switchback was stopped) is still where it comes from.
             self.persist()
             return
-        if {saved.stable, saved.candidate} != releases or set(saved.weights) != releases:
-            log.warning("state in %s names other releases; starting from config",
-                        self.config.state_dir)  # fmt: skip
-            self.persist()
-            return
+        problem = check_state(saved, self.config.releases)
+        if problem is not None:
+            raise StateError(state_path(state_dir), problem)
         base = initial_traffic(self.config)
         self.traffic = msgspec.structs.replace(
             base,
@@ -80,6 +104,7 @@ class TrafficControl:
         self.source = "state"
         log.info("restored traffic from %s: %s, rollout %s", self.config.state_dir,
                  _fmt_weights(self.traffic.weights), self.rollout.state)  # fmt: skip
+        self.metrics.state_persisted.set(1)  # what is in force is what is on disk
         self.publish()
 
     def reconfigure(self, config: Config) -> None:
@@ -220,6 +245,8 @@ class TrafficControl:
         self.persist()
 
     def persist(self) -> None:
+        """Save the state in force. A failure is logged, counted and retried, never raised:
+        the change is in force whether or not the disk takes it."""
         state = PersistedState(
             version=1,
             stable=self.traffic.stable,
@@ -230,8 +257,38 @@ class TrafficControl:
             source=self.source,
             out_of_service=self.traffic.out_of_service,
         )
-        save_state(self.config.state_dir, state)
         self.publish()
+        try:
+            save_state(self.config.state_dir, state)
+        except OSError as exc:
+            self._save_failed(exc)
+            return
+        if self.persist_error is not None:
+            log.warning("traffic state saved to %s again, after %d failed attempt(s)",
+                        state_path(self.config.state_dir), self._failed_saves)  # fmt: skip
+        self.persist_error = None
+        self._failed_saves = 0
+        self.metrics.state_persisted.set(1)
+
+    def _save_failed(self, exc: OSError) -> None:
+        self.persist_error = f"{exc.strerror or exc} ({type(exc).__name__})"
+        self._failed_saves += 1
+        now = self.clock()
+        self._retry_at = now + RETRY_SECONDS
+        self.metrics.state_write_failures.inc()
+        self.metrics.state_persisted.set(0)
+        if self._failed_saves == 1 or now - self._logged_at >= LOG_EVERY:
+            self._logged_at = now
+            log.error("cannot save the traffic state to %s: %s; the state in force is %s, "
+                      "rollout %s, but a restart would not see it (attempt %d; retrying "
+                      "every %g s)", state_path(self.config.state_dir), self.persist_error,
+                      _fmt_weights(self.traffic.weights), self.rollout.state,
+                      self._failed_saves, RETRY_SECONDS)  # fmt: skip
+
+    def retry_persist(self) -> None:
+        """Save again if the last save failed and the retry interval has passed."""
+        if self.persist_error is not None and self.clock() >= self._retry_at:
+            self.persist()
 
     def publish(self) -> None:
         m = self.metrics
@@ -259,6 +316,10 @@ class TrafficControl:
                 "reason": r.reason,
             },
             "out_of_service": self.traffic.out_of_service,
+            # False while the state in force is not on disk (a restart would not see it).
+            "persisted": self.persist_error is None,
+            "persist_error": self.persist_error,
+            "state_file": state_path(self.config.state_dir),
         }
 
 

@@ -5,6 +5,8 @@
     ├── RolloutError             an illegal rollout transition, or a refused traffic change
     ├── Refused                  the proxy answers a request itself (a limit, a timeout,
     │                            overload, a malformed request): status, code, metric reason
+    ├── StateError               the saved traffic state cannot be used (names the file)
+    ├── LedgerError              the usage ledger cannot be read now (names the file)
     └── UpstreamError            forwarding to a release failed (carries the release name)
         ├── UpstreamUnavailable  the connection could not be opened: the app never saw the request
         ├── UpstreamTimeout      the release did not answer within the configured time
@@ -55,6 +57,21 @@ class Refused(SwitchbackError):
         self.reason = reason
         self.release = release
         self.retry_after = retry_after
+
+
+class StateError(SwitchbackError):
+    """``traffic.json`` exists but cannot be used: unreadable, cut short, damaged, of another
+    shape or version, or naming other releases. ``str(err)`` is ``"<path>: <problem>"``."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+class LedgerError(SwitchbackError):
+    """The ledger file cannot be read now; a report without it could call a used element
+    unused, so there is none. ``str(err)`` names the file and the cause."""
 
 
 class UpstreamError(SwitchbackError):

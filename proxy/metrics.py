@@ -120,6 +120,34 @@ class Metrics:
             "Config reloads refused (invalid file, or a refused change); the old config stays.",
             registry=r,
         )
+        # traffic.json: both series exist from the start (failures at 0).
+        self.state_write_failures = Counter(
+            "switchback_state_write_failures",
+            "Saves of traffic.json that failed (full or read-only disk); the state stays in force.",
+            registry=r,
+        )
+        self.state_persisted = Gauge(
+            "switchback_state_persisted",
+            "1 when the traffic state in force is saved in traffic.json, 0 while it is not.",
+            registry=r,
+        )
+        # The ledger: every series exists from the start, at 0.
+        self.ledger_write_failures = Counter(
+            "switchback_ledger_write_failures",
+            "Ledger flushes (or openings) that failed; the counts wait in memory for the next.",
+            registry=r,
+        )
+        self.ledger_resets = Counter(
+            "switchback_ledger_resets",
+            "Corrupt ledger files set aside (renamed .corrupt-<time>) and replaced by a new one.",
+            registry=r,
+        )
+        self.ledger_dropped = Counter(
+            "switchback_ledger_dropped",
+            "Touches of deprecated elements the ledger could not keep: its unflushed batch was "
+            "full while the file could not be written.",
+            registry=r,
+        )
         self.deprecated = CounterTable(
             "switchback_deprecated",
             "Uses (client sent it) and exposures (client received it) of deprecated elements.",

@@ -1,7 +1,8 @@
 """The running proxy: assembles the pipeline, owns the pools, listeners and background tasks.
 
 ``Runtime`` is the listener's ``Context`` and the admin API's ``AdminRuntime``. Start-up order:
-config (already validated) -> state restored -> pools -> pipeline -> traffic listener -> admin
+config (already validated) -> state restored (an unusable saved state stops here, with
+``StateError``, before anything listens) -> pools -> pipeline -> traffic listener -> admin
 listener -> background tasks -> ready. ``stop`` reverses it, draining in-flight requests.
 """
 
@@ -232,10 +233,12 @@ class Runtime:
     async def _ticker(self) -> None:
         while True:
             await asyncio.sleep(0.5)
-            try:
-                self.control.tick()
-            except Exception:  # a bug in a tick must not stop the rollout loop
-                log.exception("rollout tick failed")
+            # The rollout's judgement, then the save a full disk refused (once it takes it).
+            for job in (self.control.tick, self.control.retry_persist):
+                try:
+                    job()
+                except Exception:  # a bug in one must not stop the loop
+                    log.exception("%s failed", job.__name__)
 
     def _close_tunnels_later(self, release: str) -> None:
         grace = self.config.rollout.websocket_grace
@@ -327,6 +330,7 @@ class Runtime:
             "client_id_header": self.config.clients.id_header,
             "uptime_seconds": round(time.time() - self.started_at, 3),
             "config_file": self.config.source,
+            "ledger": self.telemetry.ledger.health() if self.telemetry.ledger else None,
         }
 
     def set_weights(self, weights: dict[str, float]) -> dict[str, Any]:

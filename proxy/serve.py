@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from proxy.config_schema import Config
-from proxy.errors import ConfigError
+from proxy.errors import ConfigError, StateError
 
 if TYPE_CHECKING:  # imported by serve(): run_main catches SIGHUP before the heavy imports
     from proxy.runtime import Runtime
@@ -62,11 +62,15 @@ async def serve(
     """Run until SIGTERM or SIGINT. ``read``: the file's fingerprint before it was read;
     ``early_hups``: SIGHUPs received while starting (one reload follows once running)."""
     from proxy.runtime import Runtime
+    from proxy.state_store import refusal
 
     loop = asyncio.get_running_loop()
     runtime = Runtime(config)
     try:
         await runtime.start()
+    except StateError as exc:  # raised before anything listens or runs
+        print(f"switchback: {refusal(exc, config.source)}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"switchback: cannot start: {exc.strerror or exc}", file=sys.stderr)
         await runtime.stop()

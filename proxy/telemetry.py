@@ -24,13 +24,14 @@ from proxy.config_schema import Config
 from proxy.depheaders import deprecation_headers
 from proxy.deprecations import Rule, RuleSet
 from proxy.labels import ClientLabels
-from proxy.ledger import Ledger
+from proxy.ledger import Ledger, LedgerHooks
 from proxy.metrics import Metrics
 from proxy.pipeline import Exchange, Slot, Step
 from proxy.report import ElementInfo, build_report, report_to_json
 
 log = logging.getLogger("switchback.telemetry")
 
+LEDGER_FILE = "ledger.sqlite3"
 Spawn = Callable[[Coroutine[Any, Any, None]], Any]
 # (release, method, target, strong ETag, Content-Encoding, the rules applied)
 EtagKey = tuple[str, str, bytes, bytes, bytes | None, tuple[Rule, ...]]
@@ -58,9 +59,16 @@ class Telemetry:
                 self.metrics.sunset.labels(dep.id).set(dep.sunset.timestamp())
 
     async def start(self, spawn: Spawn) -> None:
-        os.makedirs(self.config.state_dir, exist_ok=True)
-        path = os.path.join(self.config.state_dir, "ledger.sqlite3")
-        self.ledger = Ledger(path, self.config.telemetry.retention_days)
+        """Opens the ledger; a file that cannot be opened or is corrupt never stops start-up
+        (see ``proxy.ledger``: counted, logged, set aside or retried)."""
+        path = os.path.join(self.config.state_dir, LEDGER_FILE)
+        m = self.metrics
+        hooks = LedgerHooks(
+            write_failed=m.ledger_write_failures.inc,
+            reset=m.ledger_resets.inc,
+            dropped=m.ledger_dropped.inc,
+        )
+        self.ledger = Ledger(path, self.config.telemetry.retention_days, hooks=hooks)
         self.ledger.register_elements((d.id for d in self.config.deprecations), time.time())
         spawn(self.ledger.run(self.config.telemetry.flush_seconds))
 

@@ -1,5 +1,6 @@
 """Switchback as an operator runs it: ``switchback run`` / ``check`` as child processes, a bad
-config refused with a message that says where, and SIGTERM draining what is in flight."""
+config refused with a message that says where, a damaged saved state refused until the
+operator sets it aside, and SIGTERM draining what is in flight."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ import pytest
 from tests.integration.conftest import (
     ProxyProcess,
     Releases,
+    admin_request,
     header_values,
+    raw_exchange,
     read_response,
     run_switchback,
     write_switchback_config,
@@ -95,6 +98,72 @@ async def test_check_refuses_a_bad_file(
     assert code != 0
     assert str(path) in err and key in err and value in err
     assert "Traceback" not in err + out
+
+
+async def rolled_back_state(releases: Releases, path: Path) -> bytes:
+    """The traffic.json a real run leaves after a rollback of green from 30%."""
+    proxy = ProxyProcess(await run_switchback("run", "--config", str(path)))
+    try:
+        await proxy.wait_listening()
+        code, _ = await admin_request(proxy.admin, "PUT", "/traffic", {"weights": {"green": 30}})
+        assert code == 200
+        code, _ = await admin_request(proxy.admin, "POST", "/rollback", {"reason": "smoke"})
+        assert code == 200
+        proxy.proc.send_signal(signal.SIGTERM)
+        assert await proxy.wait(timeout=15) == 0
+    finally:
+        await proxy.stop()
+    return (path.parent / "state" / "traffic.json").read_bytes()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupt", "other version"])
+async def test_run_refuses_a_damaged_saved_state_until_it_is_set_aside(
+    releases: Releases, tmp_path: Path, damage: str
+) -> None:
+    path = write_switchback_config(tmp_path / "switchback.yaml", releases, {})
+    state = tmp_path / "state" / "traffic.json"
+    if damage == "truncated":  # a real save, cut short
+        whole = await rolled_back_state(releases, path)
+        bad = whole[: len(whole) // 2]
+        problem = "not valid JSON, cut short or damaged (Input data was truncated)"
+    elif damage == "corrupt":
+        state.parent.mkdir()
+        bad = b"\x00\x00\x00\x00 what a dying disk returned \xff\xfe"
+        problem = "not valid JSON, cut short or damaged"
+    else:
+        whole = await rolled_back_state(releases, path)
+        bad = whole.replace(b'"version": 1', b'"version": 2')
+        problem = "format version 2; this Switchback reads 1"
+    state.write_bytes(bad)
+
+    code, out, err = await finished("run", "--config", str(path))
+    assert code == 1
+    assert "Traceback" not in out + err and "listening on" not in err
+    (message,) = [line for line in err.splitlines() if line.startswith("switchback: ")]
+    assert message.startswith(f"switchback: cannot start: saved traffic state {state}: {problem}")
+    assert "does not fall back to the split in" in message
+    assert f"`switchback state reset --config {path}`" in message
+    assert state.read_bytes() == bad  # nothing touched it
+
+    code, out, err = await finished("state", "show", "--config", str(path))
+    assert code == 1 and problem in err and "Traceback" not in out + err
+    code, out, err = await finished("state", "reset", "--config", str(path))
+    assert code == 0, err
+    (moved,) = state.parent.glob("traffic.json.unusable-*")
+    assert moved.read_bytes() == bad
+    assert f"set aside as {moved}" in out
+
+    proxy = ProxyProcess(await run_switchback("run", "--config", str(path)))
+    try:
+        await proxy.wait_listening()
+        code, status = await admin_request(proxy.admin, "GET", "/status")
+        assert (status["source"], status["weights"]) == ("config", {"blue": 100.0, "green": 0.0})
+        assert status["persisted"] is True
+        reply = await raw_exchange(proxy.port, b"GET /users/1 HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert reply[0] == 200
+    finally:
+        await proxy.stop()
+    assert "Traceback" not in "".join(proxy.log)
 
 
 async def connection_refused(port: int) -> bool:

@@ -261,6 +261,28 @@ def test_format_change_shows_weights_and_rollout_left_behind() -> None:
     assert format_change("config reloaded", {"reloaded": "x.yaml"}) == "config reloaded"
 
 
+NOT_SAVED = {
+    "persisted": False,
+    "persist_error": "No space left on device (OSError)",
+    "state_file": "/var/lib/switchback/traffic.json",
+}
+WARNING = (
+    "warning: not saved to /var/lib/switchback/traffic.json: No space left on device (OSError);"
+    " in force now, but a restart would bring back the last saved state (retried every second)"
+)
+
+
+def test_a_change_or_status_not_saved_says_so() -> None:
+    answer = {"stable": "blue", "weights": {"blue": 100.0}, **NOT_SAVED}
+    assert format_change("rolled back", answer).splitlines() == [
+        "rolled back",
+        "weights:  blue 100% (stable)",
+        WARNING,
+    ]
+    assert WARNING in format_status({**STATUS, **NOT_SAVED}).splitlines()
+    assert "warning" not in format_status({**STATUS, "persisted": True})
+
+
 # -- report --fail-if-used --
 
 
