@@ -68,6 +68,8 @@ def parse_path(text: str) -> JsonPath:
         raise ValueError(f"unencodable character at position {err.start}") from None
     if not text:
         raise ValueError("empty path at position 0")
+    if "\x00" in text:  # no JSON API names a field so, and simdjson's look-up would stop there
+        raise ValueError(f"NUL character at position {text.index(chr(0))}")
     steps: list[Step] = []
     n = len(text)
     i = 0

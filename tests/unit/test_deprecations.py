@@ -3,7 +3,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from proxy.config_schema import DeprecationConfig
@@ -294,6 +294,7 @@ tricky_paths = st.lists(
 ).map(lambda segs: ".".join(name + "[]" * n for name, n in segs))
 
 
+@example(value={"": None, "\x01": None}, text="\x00")  # a NUL key once matched ""
 @given(value=tricky_values, text=tricky_paths | st.text(max_size=8))
 def test_match_body_agrees_with_find_for_any_path(value: object, text: str) -> None:
     try:
