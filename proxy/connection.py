@@ -22,26 +22,22 @@ from typing import Protocol, cast
 
 import httptools
 
-from proxy import http1
-from proxy.context import Context, Settings
+from proxy import refusals
+from proxy.connection_guard import Guard
+from proxy.connection_guard import Server as GuardServer
 from proxy.errors import Refused
 from proxy.forward import Forward
-from proxy.pipeline import Exchange, first_header
+from proxy.pipeline import Exchange
 from proxy.tunnel import Tunnel
 from proxy.upstream import Link
 
 log = logging.getLogger("switchback.listener")
 
 
-class Server(Protocol):
+class Server(GuardServer, Protocol):
     """What a connection needs of its listener (``proxy.listener.Listener``)."""
 
-    ctx: Context
     connections: set[ClientConnection]
-    draining: bool
-    shedding: bool
-
-    def connection_closed(self) -> None: ...
 
 
 class _Stop(Exception):
@@ -49,15 +45,12 @@ class _Stop(Exception):
     closed, and nothing more it sent may become a request."""
 
 
-LINGER_QUIET = 2.0  # a refused client that keeps sending is read (and ignored) this long...
-LINGER_MAX = 10.0  # ...but no longer than this in all, then closed
+class ClientConnection(Guard, asyncio.Protocol):
+    server: Server
 
-
-class ClientConnection(asyncio.Protocol):
     PAUSE_UPSTREAM = 1  # the release's socket is full
     PAUSE_PIPELINE = 2  # a pipelined request waits for the one before it
     PAUSE_UPGRADE = 8  # an upgrade request waits for the release's answer (101 or not)
-    PAUSE_REJECTED = 16  # a refused request: nothing more is read from this client
 
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -130,14 +123,14 @@ class ClientConnection(asyncio.Protocol):
             elif not isinstance(exc.__context__, _Stop):
                 # A step failed on this request: our bug, not the client's. Say so, log it.
                 log.exception("internal error while handling a request from %s", self.peer)
-                self._refuse(INTERNAL_ERROR)
+                self._refuse(refusals.INTERNAL_ERROR)
             return
         except httptools.HttpParserError as exc:
-            self._refuse(Refused(400, "bad_request", str(exc), "malformed"))
+            self._refuse(refusals.malformed(str(exc)))
             return
         limit = self.ctx.settings.max_head_bytes
         if self.in_head and self.head_bytes > limit and not self.closing:
-            self._refuse(_head_too_large(limit))
+            self._refuse(refusals.head_too_large(limit))
 
     def eof_received(self) -> bool | None:
         # A half-closed client may still read the responses it is owed; then it is closed.
@@ -185,15 +178,13 @@ class ClientConnection(asyncio.Protocol):
         self.url += url
         limit = self.ctx.settings.max_target_bytes
         if len(self.url) > limit:
-            raise self._limit(
-                Refused(414, "uri_too_long", f"request target over {limit} bytes", "target_length")
-            )
+            raise self._limit(refusals.target_too_long(limit))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         settings = self.ctx.settings
         self.field_bytes += len(name) + len(value) + 4
         if self.field_bytes > settings.max_head_bytes:
-            raise self._limit(_head_too_large(settings.max_head_bytes))
+            raise self._limit(refusals.head_too_large(settings.max_head_bytes))
         if not self.in_head:  # the trailer section of a chunked body: never header fields
             if self.trailers is None:
                 self.trailers = []
@@ -202,14 +193,7 @@ class ClientConnection(asyncio.Protocol):
         headers = self.headers
         headers.append((name, value))
         if len(headers) > settings.max_headers:
-            raise self._limit(
-                Refused(
-                    431,
-                    "request_header_fields_too_large",
-                    f"more than {settings.max_headers} header fields",
-                    "header_count",
-                )
-            )
+            raise self._limit(refusals.too_many_headers(settings.max_headers))
 
     def on_headers_complete(self) -> None:
         self.in_head = False
@@ -250,7 +234,7 @@ class ClientConnection(asyncio.Protocol):
         self.body_bytes += len(body)
         limit = self.ctx.settings.max_body_bytes
         if limit is not None and self.body_bytes > limit:
-            raise self._limit(_body_too_large(limit))
+            raise self._limit(refusals.body_too_large(limit))
         if self.parsing is not None:
             self.parsing.request_chunk(body)
 
@@ -260,34 +244,6 @@ class ClientConnection(asyncio.Protocol):
         fwd, self.parsing = self.parsing, None
         if fwd is not None:
             fwd.request_end(self.trailers)
-
-    # -- admission -------------------------------------------------------------------------
-    def _admission(self) -> Refused | None:
-        """Whether a complete request head may go on: the connection cap, load shedding and
-        an announced body over the limit are answered before any release is chosen."""
-        settings = self.ctx.settings
-        if self.over_capacity:
-            return Refused(
-                503,
-                "overloaded",
-                f"more than {settings.max_connections} client connections",
-                "max_connections",
-                retry_after=settings.retry_after,
-            )
-        if self.server.shedding:
-            return Refused(
-                503,
-                "overloaded",
-                "the proxy is overloaded (its event loop is falling behind)",
-                "loop_lag",
-                retry_after=settings.retry_after,
-            )
-        limit = settings.max_body_bytes
-        if limit is not None:
-            length = first_header(self.headers, b"content-length")
-            if length is not None and length.isdigit() and int(length) > limit:
-                return _body_too_large(limit)
-        return None
 
     def _limit(self, refusal: Refused) -> Refused:
         """Keep ``refusal`` for ``data_received`` (httptools wraps what a callback raises)."""
@@ -372,94 +328,10 @@ class ClientConnection(asyncio.Protocol):
         """Bytes after an upgrade request's head are held, and reading pauses, until the
         release answers: they go to the tunnel after a 101, else to the parser as HTTP."""
         if self.upgrading is None:  # CONNECT: there is nothing behind a reverse proxy to reach
-            self._refuse(Refused(400, "bad_request", "CONNECT is not supported", "malformed"))
+            self._refuse(refusals.malformed("CONNECT is not supported"))
             return
         self.held = rest
         self.pause_reading(self.PAUSE_UPGRADE)
-
-    def _refuse(self, refusal: Refused) -> None:
-        """A request Switchback answers itself: the requests before it are answered, then the
-        refusal, then the connection closes (after reading what the client still sends, for
-        a while, so that it reads the answer rather than a reset).
-
-        When the head was fine but the body is not, that request may already be on its way
-        to the release: ``Forward.refuse`` cuts it off there (the release must not take a
-        truncated body for a complete one) and answers itself."""
-        if refusal.status in (400, 408, 413, 414, 431):
-            log.info("refused a request from %s: %d %s", self.peer, refusal.status, refusal.detail)
-        self.rejected = refusal
-        self.closing = True
-        self.pause_reading(self.PAUSE_REJECTED)
-        fwd, self.parsing = self.parsing, None
-        if fwd is not None:
-            if fwd is self.active:
-                fwd.refuse(refusal)
-                return
-            if fwd in self.queue:
-                self.queue.remove(fwd)
-        if self.active is None:
-            self._refuse_now(refusal)
-
-    def _refuse_now(self, refusal: Refused) -> None:
-        if refusal.reason:
-            self.ctx.rejected(refusal.reason)
-        self.write(http1.refusal_response(refusal))
-        self._close(linger=True)
-
-    def _close(self, linger: bool) -> None:
-        """Close after what was written; with ``linger``, first read and drop what the client
-        still sends (nginx's lingering close), so that its last request's answer is not lost
-        to a reset of unread data."""
-        self.closing = True
-        t = self.transport
-        if t is None or t.is_closing():
-            return
-        if not linger or self.eof or not t.can_write_eof():
-            t.close()
-            return
-        t.write_eof()
-        self.lingering = True
-        self.paused = 0
-        t.resume_reading()
-
-    def sweep(self, now: float, settings: Settings) -> None:
-        """Periodic check of every timeout of this connection (see ``Listener._sweeper``)."""
-        if self.rx != self.swept_rx:
-            self.swept_rx = self.rx
-            self.quiet_since = now
-        quiet = now - self.quiet_since
-        if self.lingering:
-            if not self.linger_since:
-                self.linger_since = now
-            if quiet > LINGER_QUIET or now - self.linger_since > LINGER_MAX:
-                self.abort()
-            return
-        if self.tunnel is not None or self.closing:
-            return
-        if self.write_paused:
-            if not self.blocked_since:
-                self.blocked_since = now
-            elif now - self.blocked_since > settings.send_timeout:
-                self.ctx.rejected("send_timeout")
-                self.abort()  # the exchange in flight ends as client_closed
-                return
-        fwd = self.active
-        if fwd is not None:
-            fwd.sweep(now, quiet, settings)
-        elif self.head_bytes:  # part of a request head has arrived
-            if not self.head_since:
-                self.head_since = now
-            elif now - self.head_since > settings.head_timeout:
-                timeout = settings.head_timeout
-                detail = f"the request head was not complete within {timeout:g} s"
-                self._refuse(Refused(408, "request_timeout", detail, "head_timeout"))
-        else:
-            if not self.idle_since:
-                self.idle_since = now
-            # A new connection gets the head timeout for its first request, as in nginx.
-            limit = settings.keepalive_timeout if self.served else settings.head_timeout
-            if now - self.idle_since > limit:
-                self._close(linger=False)
 
     def drain(self) -> None:
         """Stop keep-alive: close now if idle, else after the response in flight. A tunnel
@@ -469,16 +341,3 @@ class ClientConnection(asyncio.Protocol):
             self.tunnel.close_for_restart()
         elif self.active is None and self.transport is not None:
             self.transport.close()
-
-
-INTERNAL_ERROR = Refused(500, "internal_error", "the proxy failed on this request")
-
-
-def _head_too_large(limit: int) -> Refused:
-    return Refused(
-        431, "request_header_fields_too_large", f"request head over {limit} bytes", "head_size"
-    )
-
-
-def _body_too_large(limit: int) -> Refused:
-    return Refused(413, "content_too_large", f"request body over {limit} bytes", "body_size")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from proxy import http1
+from proxy import http1, refusals
 from proxy.context import Client, Context, Settings
 from proxy.errors import (
     Refused,
@@ -37,7 +37,6 @@ log = logging.getLogger("switchback.forward")
 
 REPLAY_LIMIT = 64 * 1024  # keep a copy of what was sent, up to this, to retry a stale connection
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
-STEP_FAILED = Refused(500, "internal_error", "the proxy failed on this request")
 _OUTCOMES = {400: "bad_request", 500: "internal_error"}
 
 
@@ -111,16 +110,8 @@ class Forward(ResponseSide):
             return
         settings = ctx.settings
         if ctx.upstream.in_flight(ex.release) >= settings.max_in_flight:
-            self.refuse(
-                Refused(
-                    503,
-                    "release_overloaded",
-                    f"{ex.release} has {settings.max_in_flight} requests in flight",
-                    "release_in_flight",
-                    release=ex.release,
-                    retry_after=settings.retry_after,
-                )
-            )
+            limit, retry_after = settings.max_in_flight, settings.retry_after
+            self.refuse(refusals.release_overloaded(ex.release, limit, retry_after))
             return
         if ex.want_request_body:
             self.copy = []
@@ -156,7 +147,7 @@ class Forward(ResponseSide):
             ex = self.ex
             log.exception("a step failed in %s on %s %r", name, ex.method, ex.target[:200])
             if name != "done":  # after done there is nothing left to answer
-                self.refuse(STEP_FAILED)
+                self.refuse(refusals.INTERNAL_ERROR)
             return FAILED
 
     def _send(self, data: bytes) -> None:
@@ -245,8 +236,7 @@ class Forward(ResponseSide):
                     self._failed(Failure.TIMEOUT, UpstreamTimeout(self.ex.release, detail))
                     return
             elif quiet > settings.body_timeout:
-                detail = f"no request body bytes for {settings.body_timeout:g} s"
-                self.refuse(Refused(408, "request_timeout", detail, "body_timeout"))
+                self.refuse(refusals.body_timeout(settings.body_timeout))
                 return
         if call is None or not (self.head_sent or self.hold is not None):
             return
