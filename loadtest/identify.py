@@ -4,7 +4,7 @@
 
 Prints the best of five runs, in nanoseconds per call, for ``ClientIdentifier.identify`` on a
 typical header list (id header, API key, neither) and for the ways an API key could be hashed:
-what ``proxy.clients`` chose (the standard library's one-shot ``hmac.digest``) and the
+what ``proxy.traffic.clients`` chose (the standard library's one-shot ``hmac.digest``) and the
 alternatives it was weighed against.
 """
 
@@ -16,8 +16,8 @@ import hmac
 import timeit
 from collections.abc import Callable
 
-from proxy.clients import ClientIdentifier
-from proxy.config_schema import ClientsConfig
+from proxy.schema import ClientsConfig
+from proxy.traffic.clients import ClientIdentifier
 
 SECRET = b"a-32-byte-secret-for-benchmarks!"
 KEY = b"sk_live_4f9a1c2e7b5d0d3e8a5f61c9"

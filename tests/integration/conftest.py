@@ -19,8 +19,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from proxy.config import load_config
-from proxy.runtime import Runtime
+from proxy.app.runtime import Runtime
+from proxy.config.load import load_config
 from tests.integration.releases import (
     RawHandler,
     RawRelease,

@@ -20,12 +20,12 @@ from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.parser import text_string_to_metric_families
 
-from proxy.admin import AdminRuntime, make_admin_app
-from proxy.admin_client import AdminClient, AdminError
-from proxy.cli import main
-from proxy.config_schema import AdminConfig, Config, ReleaseConfig
+from proxy.admin.api import AdminRuntime, make_admin_app
+from proxy.admin.client import AdminClient, AdminError
+from proxy.cli.commands import main
+from proxy.core.report import ElementInfo, UsageRow, build_report, report_to_json
 from proxy.errors import ConfigError, RolloutError
-from proxy.report import ElementInfo, UsageRow, build_report, report_to_json
+from proxy.schema import AdminConfig, Config, ReleaseConfig
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -527,7 +527,7 @@ async def test_an_unexpected_error_is_500_without_a_traceback(
     client: TestClient[Any, Any], runtime: FakeRuntime, caplog: pytest.LogCaptureFixture
 ) -> None:
     runtime.broken = True
-    with caplog.at_level(logging.ERROR, logger="proxy.admin"):
+    with caplog.at_level(logging.ERROR, logger="proxy.admin.api"):
         response = await client.get("/status")
     assert response.status == 500
     body = await response.read()

@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from proxy import cli
-from proxy.ledger import Ledger
+from proxy.deprecation.ledger import Ledger
 from tests.integration.conftest import Proxy, StartProxy
 from tests.integration.helpers_telemetry import TelemetryApp, counts, fetch, running_app
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from proxy.cli import main
+from proxy.cli.commands import main
 from tests.integration.conftest import Proxy, StartProxy, sample
 from tests.integration.helpers_rollout import (
     Load,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from proxy.sample_api import make_release_app
+from proxy.demo.sample_api import make_release_app
 
 # Annotations are strings (see the __future__ import): TestClient's type parameters are not
 # subscriptable at run time on every supported aiohttp.

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import yaml
 
-from proxy.api_keys import SECRET_FILE, api_key_secret
-from proxy.config import parse_config
-from proxy.config_schema import Config
+from proxy.config.load import parse_config
+from proxy.config.secrets import SECRET_FILE, api_key_secret
 from proxy.errors import ConfigError
+from proxy.schema import Config
 
 SRC = "t.yaml"
 SECRET = "a-configured-secret-0123456789"

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.bodyinspect import (
+from proxy.core.bodyinspect import (
     ENCODING,
     MALFORMED,
     SKIP_REASONS,

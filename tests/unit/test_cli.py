@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from proxy.cli import (
+from proxy.cli.commands import (
     CliError,
     build_parser,
     describe_rollout,
@@ -19,7 +19,7 @@ from proxy.cli import (
     format_status,
     main,
 )
-from proxy.report import ElementInfo, UsageRow, build_report, report_to_json
+from proxy.core.report import ElementInfo, UsageRow, build_report, report_to_json
 
 DAY = 86_400.0
 NOW = 1_800_000_000.0

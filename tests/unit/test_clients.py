@@ -3,8 +3,8 @@ import hmac
 
 import pytest
 
-from proxy.clients import ClientIdentifier, hash_api_key
-from proxy.config_schema import ClientsConfig
+from proxy.schema import ClientsConfig
+from proxy.traffic.clients import ClientIdentifier, hash_api_key
 
 KEY = b"sk_live_0123456789abcdef"
 SECRET = b"0123456789abcdef-test-secret"

@@ -12,10 +12,10 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.config import initial_traffic, load_config, parse_config
-from proxy.config_schema import Config
+from proxy.config.load import initial_traffic, load_config, parse_config
+from proxy.core.routing import TrafficState
 from proxy.errors import ConfigError
-from proxy.routing import TrafficState
+from proxy.schema import Config
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = "t.yaml"
@@ -273,7 +273,7 @@ BAD = {
     ),
 }
 
-# Written last: these go through proxy.jsonpaths.parse_path and proxy.deprecations.parse_route.
+# Written last: these go through proxy.core.jsonpaths.parse_path and proxy.core.rules.parse_route.
 BAD_SYNTAX = {
     "field path": ([("deprecations.0.field", "user..role")], "deprecations[0].field: 'user..role'"),
     "request field path": (
@@ -564,7 +564,7 @@ def test_unexpected_exception_becomes_config_error(monkeypatch: pytest.MonkeyPat
     def broken(cfg: Config) -> list[str]:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr("proxy.config_checks.check", broken)
+    monkeypatch.setattr("proxy.config.checks.check", broken)
     assert error(BASE) == f"{SRC}: cannot check this config (RuntimeError: bug)"
 
 

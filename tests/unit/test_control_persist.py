@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from proxy.config import parse_config
-from proxy.control import RETRY_SECONDS, TrafficControl
+from proxy.app.metrics import Metrics
+from proxy.config.load import parse_config
+from proxy.core.window import Windows
 from proxy.errors import StateError
-from proxy.metrics import Metrics
-from proxy.window import Windows
+from proxy.traffic.control import RETRY_SECONDS, TrafficControl
 
 
 class Clock:

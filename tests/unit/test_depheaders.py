@@ -4,9 +4,9 @@ from typing import Any
 
 import pytest
 
-from proxy.config_schema import DeprecationConfig
-from proxy.depheaders import deprecation_headers, imf_fixdate
-from proxy.deprecations import Rule, RuleSet
+from proxy.core.deprecation_headers import deprecation_headers, imf_fixdate
+from proxy.core.rules import Rule, RuleSet
+from proxy.schema import DeprecationConfig
 
 UTC = dt.UTC
 IMF_FIXDATE = re.compile(

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from proxy.config_schema import DeprecationConfig
-from proxy.deprecations import RuleSet, parse_route, query_names
-from proxy.jsonpaths import find
+from proxy.core.jsonpaths import find
+from proxy.core.rules import RuleSet, parse_route, query_names
+from proxy.schema import DeprecationConfig
 
 JUNE = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 
@@ -243,7 +243,7 @@ def test_match_body_does_not_parse_when_the_prefilter_rules_everything_out(
     def fail(*_: object) -> object:
         raise AssertionError("parsed")
 
-    monkeypatch.setattr("proxy.fieldscan.FieldScanner.scan", fail)
+    monkeypatch.setattr("proxy.core.fieldscan.FieldScanner.scan", fail)
     assert RuleSet.match_body(BODY_RULES, b'{"id": 1, "name": "x"}') == ()
     assert RuleSet.match_body((), b'{"user":{"role":1}}') == ()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.failures import Abort, Action, Answer, Facts, FailOver, Failure, Retry, decide
+from proxy.http.failures import Abort, Action, Answer, Facts, FailOver, Failure, Retry, decide
 
 STALE = {"got_bytes": False, "reused": True, "holds_request": True, "replayable": True}
 

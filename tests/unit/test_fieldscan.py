@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.fieldscan import FieldScanner
-from proxy.jsonpaths import find, parse_path
+from proxy.core.fieldscan import FieldScanner
+from proxy.core.jsonpaths import find, parse_path
 
 KEYS = st.sampled_from(["user", "role", "items", "id", "a", "b", "roles"])
 JSON = st.recursive(

@@ -2,7 +2,7 @@
 step's reply and a step's rewrite, without a socket.
 
 The client side is a recorder of what the exchange writes (the connection's contract is
-``proxy.context.Client``); the response bytes it got are parsed with llhttp, as a client would.
+``proxy.http.context.Client``); the response bytes it got are parsed with llhttp, as a client would.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import httptools
 import orjson
 import pytest
 
-from proxy.context import Settings
 from proxy.errors import Refused
-from proxy.fake_upstream import (
+from proxy.http.context import Settings
+from proxy.http.fake import (
     Behaviour,
     Close,
     FakeRequest,
@@ -27,9 +27,9 @@ from proxy.fake_upstream import (
     Respond,
     Silence,
 )
-from proxy.forward import Forward
+from proxy.http.forward import Forward
+from proxy.http.tunnel import TunnelRegistry
 from proxy.pipeline import Exchange, Pipeline, Reply, Rewrite, Step
-from proxy.tunnel import TunnelRegistry
 
 
 @dataclass

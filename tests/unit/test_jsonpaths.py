@@ -3,7 +3,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from proxy.jsonpaths import ANY, EACH, KEY, find, parse_path
+from proxy.core.jsonpaths import ANY, EACH, KEY, find, parse_path
 
 
 @pytest.mark.parametrize(

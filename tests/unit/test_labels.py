@@ -1,7 +1,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.labels import OTHER, ClientLabels
+from proxy.core.labels import OTHER, ClientLabels
 
 
 def test_known_clients_keep_their_label_past_the_bound() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.ledger import Ledger, UsageRow
+from proxy.deprecation.ledger import Ledger, UsageRow
 
 DAY = 86_400.0
 NOW = 1_750_000_000.0  # 2025-06-15T15:06:40Z

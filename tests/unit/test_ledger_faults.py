@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from proxy import ledger_memory
+from proxy.deprecation import ledger_memory
+from proxy.deprecation.ledger import Ledger, LedgerHooks
+from proxy.deprecation.ledger_db import schema_problem
 from proxy.errors import LedgerError
-from proxy.ledger import Ledger, LedgerHooks
-from proxy.ledger_db import schema_problem
 
 DAY = 86_400.0
 NOW = time.time()

@@ -2,8 +2,7 @@ import datetime as dt
 
 import pytest
 
-from proxy.config_schema import DeprecationConfig
-from proxy.report import (
+from proxy.core.report import (
     ElementInfo,
     UsageRow,
     build_report,
@@ -12,6 +11,7 @@ from proxy.report import (
     report_to_json,
     still_used,
 )
+from proxy.schema import DeprecationConfig
 
 DAY = 86_400.0
 NOW = 1_750_000_000.0  # 2025-06-15T15:06:40Z

@@ -9,9 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.config_schema import RolloutConfig
-from proxy.errors import RolloutError
-from proxy.rollout import (
+from proxy.core.rollout import (
     AWAITING_PROMOTION,
     EVENTS,
     IDLE,
@@ -34,7 +32,9 @@ from proxy.rollout import (
     apply,
     judge,
 )
-from proxy.window import WindowStats
+from proxy.core.window import WindowStats
+from proxy.errors import RolloutError
+from proxy.schema import RolloutConfig
 
 CFG = RolloutConfig()  # steps 1, 5, 10, 25, 50, 100; 60 s each; 100 requests; 1%, 2x; 500 ms, 1.5x
 T = Thresholds(

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.routing import BUCKETS, TrafficState, bucket_of, failover_target, route
+from proxy.core.routing import BUCKETS, TrafficState, bucket_of, failover_target, route
 
 RELEASES = ("blue", "green")
 
@@ -144,7 +144,7 @@ SAMPLE_IDS = ["", "a", "client-1", "user@example.com", "ключ", "\U0001f600",
 def test_buckets_are_the_same_in_another_process() -> None:
     # Another interpreter, with another string-hash seed: Python's hash() would differ.
     code = (
-        "import sys, json; from proxy.routing import bucket_of; "
+        "import sys, json; from proxy.core.routing import bucket_of; "
         "ids = json.loads(sys.stdin.read()); print(json.dumps([bucket_of(i) for i in ids]))"
     )
     ids = [*SAMPLE_IDS, *(f"client-{i}" for i in range(200))]

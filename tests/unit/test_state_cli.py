@@ -8,11 +8,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from proxy.cli import main
-from proxy.config_schema import RolloutConfig
-from proxy.rollout import Rollout, apply
-from proxy.state_cli import describe_state
-from proxy.state_store import PersistedState, save_state
+from proxy.cli.commands import main
+from proxy.cli.state import describe_state
+from proxy.core.rollout import Rollout, apply
+from proxy.schema import RolloutConfig
+from proxy.traffic.state import PersistedState, save_state
 
 
 @pytest.fixture

@@ -13,10 +13,10 @@ from typing import Any
 import msgspec
 import pytest
 
-from proxy.config_schema import RolloutConfig
+from proxy.core.rollout import Rollout, apply
 from proxy.errors import StateError
-from proxy.rollout import Rollout, apply
-from proxy.state_store import (
+from proxy.schema import RolloutConfig
+from proxy.traffic.state import (
     PersistedState,
     check_state,
     load_state,

@@ -6,7 +6,7 @@ from bisect import bisect_left
 
 import pytest
 
-from proxy.window import BOUNDS, ReleaseWindow, Windows, WindowStats, quantile_ms
+from proxy.core.window import BOUNDS, ReleaseWindow, Windows, WindowStats, quantile_ms
 
 T0 = 10_000.0  # an arbitrary monotonic-clock reading
 

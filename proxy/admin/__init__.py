@@ -1,0 +1,1 @@
+"""The admin API (health, status, metrics, traffic controls) and its client."""

@@ -1,0 +1,349 @@
+"""The admin listener: health, status, metrics and the traffic controls, as JSON over HTTP.
+
+Who may do what (``Authorization: Bearer <token>``, tokens compared in constant time):
+
+    GET /healthz, /readyz                  always open (liveness and readiness probes)
+    GET /status, /metrics, /deprecations   open while admin.listen is loopback and no
+                                           admin.read_token is set; otherwise admin.token or
+                                           admin.read_token (these reads name clients)
+    every other method                     admin.token; the read token never allows a change
+
+With no token configured, writes are accepted only from loopback peers (the config loader
+already refuses a non-loopback admin listener without a token; this is the second lock).
+
+One middleware does the auth and turns every failure into ``{"error": "..."}``:
+
+    malformed JSON, wrong shapes, ConfigError   400
+    missing or wrong token                      401 (WWW-Authenticate: Bearer)
+    write without a token from a remote peer,
+    or with the read token                      403
+    unknown route / wrong method                404 / 405
+    RolloutError                                409
+    LedgerError (the report cannot be made)     503
+    anything else                               500 "internal error" (traceback to the log only)
+
+Handlers check shapes and types only; whether a value makes sense (weights sum to 100, steps
+ascend, a release exists) is the runtime's call, which says so with RolloutError or ConfigError.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import orjson
+import prometheus_client
+from aiohttp import web
+
+from proxy.config.checks import admin_reads_need_token, is_loopback, is_set
+from proxy.errors import ConfigError, LedgerError, RolloutError
+from proxy.schema import AdminConfig, Config
+
+log = logging.getLogger(__name__)
+
+
+class AdminRuntime(Protocol):
+    """What the admin API needs from the running proxy. Return values are JSON-able dicts."""
+
+    config: Config
+    ready: bool
+    registry: prometheus_client.CollectorRegistry
+
+    def status(self) -> dict[str, Any]: ...
+
+    def set_weights(self, weights: dict[str, float]) -> dict[str, Any]: ...  # RolloutError
+
+    def rollback(self, reason: str) -> dict[str, Any]: ...
+
+    def promote(self) -> dict[str, Any]: ...  # RolloutError
+
+    def start_rollout(self, overrides: dict[str, Any]) -> dict[str, Any]: ...  # RolloutError
+
+    def pause_rollout(self) -> dict[str, Any]: ...
+
+    def resume_rollout(self) -> dict[str, Any]: ...
+
+    async def reload(self) -> dict[str, Any]: ...  # ConfigError
+
+    def deprecation_report(self, days: int | None) -> dict[str, Any]: ...
+
+
+# AdminRuntime is a Protocol, so the key is parametrized rather than given the type.
+RUNTIME = web.AppKey[AdminRuntime]("runtime")
+
+_OPEN_METHODS = frozenset({"GET", "HEAD"})
+_PROBES = frozenset({"/healthz", "/readyz"})  # open to every peer, whatever the config
+DEFAULT_ROLLBACK_REASON = "manual rollback via the admin API"
+
+
+class ApiError(Exception):
+    """A refusal with a status; ``str(err)`` is the message sent as ``{"error": ...}``."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers = headers or {}
+
+
+def make_admin_app(runtime: AdminRuntime) -> web.Application:
+    app = web.Application(middlewares=[_errors_and_auth])
+    app[RUNTIME] = runtime
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/status", _status)
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/deprecations", _deprecations)
+    app.router.add_put("/traffic", _put_traffic)
+    app.router.add_post("/rollback", _rollback)
+    app.router.add_post("/promote", _promote)
+    app.router.add_post("/rollout", _start_rollout)
+    app.router.add_post("/rollout/pause", _pause_rollout)
+    app.router.add_post("/rollout/resume", _resume_rollout)
+    app.router.add_post("/reload", _reload)
+    return app
+
+
+# -- middleware --
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def _errors_and_auth(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    try:
+        # Unknown routes and wrong methods answer 404/405 before auth: they change nothing.
+        if request.match_info.http_exception is None:
+            admin = request.app[RUNTIME].config.admin
+            if request.method not in _OPEN_METHODS:
+                _authorize(request, admin)
+            elif _route(request) not in _PROBES and admin_reads_need_token(admin):
+                _authorize_read(request, admin)
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, str(exc), exc.headers)
+    except RolloutError as exc:
+        return error_response(409, str(exc))
+    except ConfigError as exc:
+        return error_response(400, str(exc))
+    except LedgerError as exc:
+        return error_response(503, str(exc))
+    except web.HTTPException as exc:
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return error_response(exc.status, _http_message(request, exc), headers)
+    except Exception:
+        log.exception("admin API: %s %s failed", request.method, request.path)
+        return error_response(500, "internal error")
+
+
+def _route(request: web.Request) -> str:
+    """The matched route's path (``/healthz``), however the request spelled it."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else request.path
+
+
+def _authorize(request: web.Request, admin: AdminConfig) -> None:
+    token = admin.token
+    if not token:
+        # The peer is an IP address; a Unix socket or an unknown peer ("") is not loopback.
+        if not is_loopback(request.remote or ""):
+            raise ApiError(403, "admin writes from a non-loopback peer need admin.token set")
+        return
+    supplied = _bearer(request)
+    if _matches(supplied, token):
+        return
+    if is_set(admin.read_token) and _matches(supplied, admin.read_token):
+        raise ApiError(403, "the admin read token allows reads only; changes need admin.token")
+    raise ApiError(401, "invalid admin token", {"WWW-Authenticate": "Bearer"})
+
+
+def _authorize_read(request: web.Request, admin: AdminConfig) -> None:
+    tokens = [token for token in (admin.token, admin.read_token) if is_set(token)]
+    if not tokens:  # the loader refuses this config; never open by mistake
+        raise ApiError(403, "admin reads beyond loopback need admin.token or admin.read_token")
+    supplied = _bearer(request)
+    # Compare with every token, so that the time taken does not say which one was close.
+    if not sum(_matches(supplied, token) for token in tokens):
+        raise ApiError(401, "invalid admin token", {"WWW-Authenticate": "Bearer"})
+
+
+def _bearer(request: web.Request) -> str:
+    """The bearer token sent, stripped; 401 when there is none."""
+    scheme, _, supplied = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not supplied.strip():
+        raise ApiError(401, "missing admin token", {"WWW-Authenticate": "Bearer"})
+    return supplied.strip()
+
+
+def _matches(supplied: str, token: str | None) -> bool:
+    return token is not None and hmac.compare_digest(_bytes(supplied), _bytes(token))
+
+
+def _bytes(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _http_message(request: web.Request, exc: web.HTTPException) -> str:
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return f"method not allowed: {request.method} {request.path} (allowed: {allowed})"
+    if isinstance(exc, web.HTTPNotFound):
+        return f"not found: {request.method} {request.path}"
+    return exc.reason.lower()
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    body = orjson.dumps(data, option=orjson.OPT_APPEND_NEWLINE)
+    return web.Response(body=body, status=status, content_type="application/json")
+
+
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    response = json_response({"error": message}, status)
+    response.headers.update(headers or {})
+    return response
+
+
+# -- reads --
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    ready = bool(request.app[RUNTIME].ready)
+    return json_response({"ready": ready}, 200 if ready else 503)
+
+
+async def _status(request: web.Request) -> web.Response:
+    return json_response(request.app[RUNTIME].status())
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = prometheus_client.generate_latest(request.app[RUNTIME].registry)
+    # Set the header whole: aiohttp's content_type argument refuses a charset parameter.
+    return web.Response(body=body, headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
+
+
+async def _deprecations(request: web.Request) -> web.Response:
+    raw = request.query.get("days")
+    days = None
+    if raw is not None:
+        if not (raw.isascii() and raw.isdigit() and int(raw) > 0):
+            raise ApiError(400, f"days: {_show(raw)} is not a positive whole number")
+        days = int(raw)
+    return json_response(request.app[RUNTIME].deprecation_report(days))
+
+
+# -- writes --
+
+
+async def _put_traffic(request: web.Request) -> web.Response:
+    body = await _read_object(request, required=True)
+    _no_unknown_keys(body, {"weights"})
+    raw = body.get("weights")
+    if not isinstance(raw, dict) or not raw:
+        raise ApiError(400, f'weights: expected an object like {{"green": 25}}, got {_show(raw)}')
+    weights = {name: _number(f"weights.{name}", value) for name, value in raw.items()}
+    return json_response(request.app[RUNTIME].set_weights(weights))
+
+
+async def _rollback(request: web.Request) -> web.Response:
+    body = await _read_object(request, required=False)
+    _no_unknown_keys(body, {"reason"})
+    reason = body.get("reason", DEFAULT_ROLLBACK_REASON)
+    if not isinstance(reason, str):
+        raise ApiError(400, f"reason: {_show(reason)} is not a string")
+    return json_response(request.app[RUNTIME].rollback(reason.strip() or DEFAULT_ROLLBACK_REASON))
+
+
+async def _promote(request: web.Request) -> web.Response:
+    return json_response(request.app[RUNTIME].promote())
+
+
+async def _start_rollout(request: web.Request) -> web.Response:
+    body = await _read_object(request, required=False)
+    _no_unknown_keys(body, set(_OVERRIDES))
+    overrides = {key: _OVERRIDES[key](key, value) for key, value in body.items()}
+    return json_response(request.app[RUNTIME].start_rollout(overrides))
+
+
+async def _pause_rollout(request: web.Request) -> web.Response:
+    return json_response(request.app[RUNTIME].pause_rollout())
+
+
+async def _resume_rollout(request: web.Request) -> web.Response:
+    return json_response(request.app[RUNTIME].resume_rollout())
+
+
+async def _reload(request: web.Request) -> web.Response:
+    return json_response(await request.app[RUNTIME].reload())
+
+
+# -- request bodies: shapes and types only --
+
+
+async def _read_object(request: web.Request, *, required: bool) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw.strip():
+        if required:
+            raise ApiError(400, "request body: expected a JSON object")
+        return {}
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, f"request body: invalid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, f"request body: expected a JSON object, got {_show(data)}")
+    return data
+
+
+def _no_unknown_keys(body: dict[str, Any], known: set[str]) -> None:
+    unknown = sorted(set(body) - known)
+    if unknown:
+        expected = ", ".join(sorted(known))
+        raise ApiError(400, f"{unknown[0]}: unknown key (expected one of: {expected})")
+
+
+def _show(value: Any) -> str:
+    text = orjson.dumps(value).decode()
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _number(path: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ApiError(400, f"{path}: {_show(value)} is not a number")
+    return float(value)
+
+
+def _whole(path: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ApiError(400, f"{path}: {_show(value)} is not a whole number")
+    return value
+
+
+def _flag(path: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ApiError(400, f"{path}: {_show(value)} is not true or false")
+    return value
+
+
+def _numbers(path: str, value: Any) -> list[float]:
+    if not isinstance(value, list) or not value:
+        raise ApiError(400, f"{path}: {_show(value)} is not a list of numbers")
+    return [_number(f"{path}[{i}]", item) for i, item in enumerate(value)]
+
+
+# POST /rollout overrides: the RolloutConfig fields an operator may change per rollout.
+_OVERRIDES: dict[str, Callable[[str, Any], Any]] = {
+    "steps": _numbers,
+    "step_seconds": _number,
+    "min_requests": _whole,
+    "max_error_rate": _number,
+    "max_p99_ms": _number,
+    "auto_promote": _flag,
+}

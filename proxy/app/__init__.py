@@ -1,0 +1,1 @@
+"""The assembly: the running proxy, its pipeline, metrics and process lifecycle."""

@@ -1,0 +1,360 @@
+"""The running proxy: assembles the pipeline, owns the pools, listeners and background tasks.
+
+``Runtime`` is the listener's ``Context`` and the admin API's ``AdminRuntime``. Start-up order:
+config (already validated) -> state restored (an unusable saved state stops here, with
+``StateError``, before anything listens) -> pools -> pipeline -> traffic listener -> admin
+listener -> background tasks -> ready. ``stop`` reverses it, draining in-flight requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import resource
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from proxy.admin.api import make_admin_app
+from proxy.app.metrics import UPSTREAM_ERROR_KINDS, Metrics
+from proxy.config.checks import split_host_port
+from proxy.config.load import load_config
+from proxy.config.secrets import api_key_secret
+from proxy.core.routing import TrafficState, failover_target
+from proxy.core.window import Windows
+from proxy.deprecation.telemetry import Telemetry
+from proxy.errors import ConfigError, RolloutError
+from proxy.http.context import Settings
+from proxy.http.listener import Listener
+from proxy.http.pool import Pools, UpstreamPool
+from proxy.http.tunnel import TunnelRegistry
+from proxy.pipeline import Pipeline, Step
+from proxy.schema import Config
+from proxy.traffic.clients import ClientIdentifier
+from proxy.traffic.control import TrafficControl
+from proxy.traffic.steps import ChooseRelease, IdentifyClient, RecordExchange
+
+log = logging.getLogger("switchback")
+
+
+def listener_settings(config: Config) -> Settings:
+    server, limits = config.server, config.limits
+    return Settings(
+        response_timeout=config.upstream.response_timeout,
+        read_timeout=config.upstream.read_timeout,
+        inspect_cap=config.telemetry.max_body_bytes,
+        served_by=config.traffic.served_by_header,
+        trust_forwarded=server.xff_trusted,
+        keepalive_timeout=server.keepalive_timeout,
+        head_timeout=server.head_timeout,
+        body_timeout=server.body_timeout,
+        send_timeout=server.send_timeout,
+        max_head_bytes=limits.max_head_bytes,
+        max_headers=limits.max_headers,
+        max_target_bytes=limits.max_target_bytes,
+        max_body_bytes=limits.max_body_bytes,
+        max_connections=limits.max_connections,
+        max_in_flight=limits.max_in_flight,
+        max_loop_lag=limits.max_loop_lag,
+        retry_after=limits.retry_after,
+    )
+
+
+def raise_fd_limit(needed: int) -> None:
+    """Raise the soft limit on open files towards the hard one (as nginx's
+    worker_rlimit_nofile): every client connection may need a second one to its release."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):
+        target = soft
+    if target < needed:
+        log.warning(
+            "open files limited to %d: limits.max_connections needs about %d", target, needed
+        )
+
+
+class Runtime:
+    def __init__(self, config: Config, metrics: Metrics | None = None) -> None:
+        self.config = config
+        self.loop = asyncio.get_running_loop()
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.registry = self.metrics.registry
+        self.started_at = time.time()
+        self.ready = False
+        self.tunnels = TunnelRegistry()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.windows = Windows()
+        self.control = TrafficControl(
+            config, self.metrics, self.windows, self.loop.time, self._close_tunnels_later
+        )
+        self.telemetry = Telemetry(config, self.metrics)
+        self.settings = listener_settings(config)
+        self.upstream = Pools({}, self.spawn)
+        self.pipeline = Pipeline(())
+        self.listener = Listener(self)
+        self.admin_runner: web.AppRunner | None = None
+        self.admin_port = 0
+        self._reload_lock = asyncio.Lock()
+        self.api_key_secret: bytes | None = None  # resolved by start() and each reload
+        self._secret_file: str | None = None
+
+    # -- the listener's Context --
+    @property
+    def traffic(self) -> TrafficState:
+        return self.control.traffic
+
+    @property
+    def pools(self) -> dict[str, UpstreamPool]:
+        return self.upstream.pools
+
+    def failover(self, release: str) -> str | None:
+        target = failover_target(self.control.traffic, release)
+        return target if target in self.upstream.pools else None
+
+    def upstream_error(self, release: str, kind: str) -> None:
+        self.metrics.upstream_errors.labels(release, kind).inc()
+
+    def rejected(self, reason: str) -> None:
+        self.metrics.rejected.inc((reason,))
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = self.loop.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    # -- assembly --
+    def build_pipeline(self) -> Pipeline:
+        """The request path, in order. A feature is one step here."""
+        steps: list[Step] = [
+            IdentifyClient(ClientIdentifier(self.config.clients, self.api_key_secret)),
+            ChooseRelease(lambda: self.control.traffic),
+            *self.telemetry.steps(),
+            RecordExchange(self.metrics, self.windows, self.loop),
+        ]
+        return Pipeline(steps)
+
+    def _make_pool(self, name: str) -> UpstreamPool:
+        url = urlsplit(self.config.releases[name].url)
+        up = self.config.upstream
+        return UpstreamPool(
+            name,
+            url.hostname or "127.0.0.1",
+            url.port or 80,
+            up.connect_timeout,
+            up.pool_size,
+            self.config.limits.max_response_head_bytes,
+        )
+
+    def _resolve_api_key_secret(self, cfg: Config) -> bytes | None:
+        """The API-key secret for ``cfg`` (ConfigError when its file is unusable); says once
+        when it is a generated one, which replicas do not share."""
+        found = api_key_secret(cfg)
+        kept_in = found[1] if found is not None else None
+        if kept_in is not None and kept_in != self._secret_file:
+            log.warning(
+                "clients.api_key_header is set without clients.api_key_secret or "
+                "SWITCHBACK_API_KEY_SECRET: API keys are hashed with the secret generated in %s. "
+                "Replicas of a fleet must share one configured secret, or each gives the same "
+                "key a different client id",
+                kept_in,
+            )
+        self._secret_file = kept_in
+        return found[0] if found is not None else None
+
+    async def start(self) -> None:
+        cfg = self.config
+        self.api_key_secret = self._resolve_api_key_secret(cfg)
+        self.control.restore()
+        self.upstream = Pools({name: self._make_pool(name) for name in cfg.releases}, self.spawn)
+        for name in self.pools:
+            # Series that count failures exist from the start, at zero, so that rate() and
+            # increase() see the first failure after a restart.
+            for kind in UPSTREAM_ERROR_KINDS:
+                self.metrics.upstream_errors.labels(name, kind)
+            self.metrics.in_flight.labels(name).set_function(self._in_flight_of(name))
+            self.metrics.tunnels.labels(name).set_function(self._tunnels_of(name))
+        await self.telemetry.start(self.spawn)
+        self.pipeline = self.build_pipeline()
+        raise_fd_limit(2 * cfg.limits.max_connections + 256)
+        self.metrics.loop_lag.set_function(lambda: self.listener.loop_lag)
+        self.metrics.shedding.set_function(lambda: 1.0 if self.listener.shedding else 0.0)
+        host, port = split_host_port(cfg.listen, any_port=True)
+        await self.listener.start(host, port)
+        self.admin_runner = web.AppRunner(make_admin_app(self), access_log=None)
+        await self.admin_runner.setup()
+        ahost, aport = split_host_port(cfg.admin.listen, any_port=True)
+        site = web.TCPSite(self.admin_runner, ahost, aport, reuse_address=True)
+        await site.start()
+        server = site._server  # noqa: SLF001 - aiohttp keeps the bound socket here
+        sockets = getattr(server, "sockets", None) or []
+        self.admin_port = int(sockets[0].getsockname()[1]) if sockets else aport
+        self.spawn(self._ticker())
+        # Objects alive after start-up live for the whole run: keep the cyclic collector
+        # from scanning them on every collection (p99 at one connection: ~9 ms -> ~1.4 ms).
+        gc.collect()
+        gc.freeze()
+        self.ready = True
+        log.info("switchback listening on %s:%d (admin %s:%d), %s", host, self.port, ahost,
+                 self.admin_port, _fmt(self.control.traffic))  # fmt: skip
+
+    @property
+    def port(self) -> int:
+        return self.listener.port
+
+    def _in_flight_of(self, name: str) -> Callable[[], float]:
+        return lambda: float(self.pools[name].in_flight) if name in self.pools else 0.0
+
+    def _tunnels_of(self, name: str) -> Callable[[], float]:
+        return lambda: float(self.tunnels.count(name))
+
+    async def stop(self) -> None:
+        self.ready = False
+        cut = await self.listener.drain(self.config.server.drain_timeout)
+        if cut:
+            log.warning("drain timeout: closed %d connection(s) with requests in flight", cut)
+        for pool in self.pools.values():
+            pool.close()
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.telemetry.close()
+        if self.admin_runner is not None:
+            await self.admin_runner.cleanup()
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            # The rollout's judgement, then the save a full disk refused (once it takes it).
+            for job in (self.control.tick, self.control.retry_persist):
+                try:
+                    job()
+                except Exception:  # a bug in one must not stop the loop
+                    log.exception("%s failed", job.__name__)
+
+    def _close_tunnels_later(self, release: str) -> None:
+        grace = self.config.rollout.websocket_grace
+        self.loop.call_later(grace, self.tunnels.close_release, release)
+
+    # -- reload --
+    async def reload(self) -> dict[str, Any]:
+        """Validate the config file again and switch to it, or keep the old one and raise."""
+        async with self._reload_lock:
+            try:
+                new = await asyncio.to_thread(load_config, self.config.source)
+                self._apply(new)
+            except ConfigError as exc:
+                self.metrics.reload_failures.inc()
+                log.error("config reload refused, keeping the old config: %s", exc)
+                raise
+            self.metrics.reloads.inc()
+            log.info("config reloaded from %s", new.source)
+            return {"reloaded": new.source, **self.control.summary()}
+
+    def _apply(self, new: Config) -> None:
+        old = self.config
+        problems = []
+        fixed = (
+            ("listen", new.listen, old.listen),
+            ("admin.listen", new.admin.listen, old.admin.listen),
+            ("state_dir", new.state_dir, old.state_dir),
+        )
+        for key, now, before in fixed:
+            if now != before:
+                problems.append(f"{new.source}: {key}: changing it needs a restart")
+        if set(new.releases) != set(old.releases):
+            problems.append(f"{new.source}: releases: renaming releases needs a restart")
+        for name in set(new.releases) & set(old.releases):
+            if new.releases[name].url != old.releases[name].url:
+                weight = self.control.traffic.weights.get(name, 0.0)
+                busy = self.pools[name].in_flight
+                if weight > 0 or busy:
+                    problems.append(
+                        f"{new.source}: releases.{name}.url: {new.releases[name].url} refused: "
+                        f"{name} carries {weight:g}% of traffic and {busy} request(s) in "
+                        "flight; a release's URL may change only at 0% with nothing in flight"
+                    )
+        if problems:
+            raise ConfigError("\n".join(problems))
+        secret = self._resolve_api_key_secret(new)
+        try:
+            self.control.reconfigure(new)
+        except RolloutError as exc:
+            raise ConfigError(str(exc)) from None
+        self.config = new
+        for name in new.releases:
+            pool = self.pools[name]
+            if new.releases[name].url != old.releases[name].url:
+                # Only allowed with nothing in flight (checked above): a fresh pool.
+                self.pools[name] = self._make_pool(name)
+                pool.close()
+            else:
+                # Same release, new settings: the pool and its in-flight requests stay.
+                pool.connect_timeout = new.upstream.connect_timeout
+                pool.max_idle = new.upstream.pool_size
+                pool.max_head_bytes = new.limits.max_response_head_bytes
+        self.settings = listener_settings(new)
+        self.telemetry.reconfigure(new)
+        self.api_key_secret = secret
+        self.pipeline = self.build_pipeline()
+
+    # -- the admin API's AdminRuntime --
+    def status(self) -> dict[str, Any]:
+        now = self.loop.time()
+        window = self.control.rollout.step_seconds
+        releases = {}
+        for name, rel in self.config.releases.items():
+            stats = self.windows.snapshot(name, now, window)
+            releases[name] = {
+                "url": rel.url,
+                "weight": self.control.traffic.weights.get(name, 0.0),
+                "in_flight": self.pools[name].in_flight if name in self.pools else 0,
+                "websockets": self.tunnels.count(name),
+                "requests": stats.requests,
+                "rate_per_s": round(stats.rate_per_s, 3),
+                "error_rate": round(stats.error_rate, 5),
+                "p99_ms": None if stats.p99_ms is None else round(stats.p99_ms, 3),
+            }
+        return {
+            **self.control.summary(),
+            "releases": releases,
+            "window_seconds": window,
+            "client_id_header": self.config.clients.id_header,
+            "uptime_seconds": round(time.time() - self.started_at, 3),
+            "config_file": self.config.source,
+            "ledger": self.telemetry.ledger.health() if self.telemetry.ledger else None,
+        }
+
+    def set_weights(self, weights: dict[str, float]) -> dict[str, Any]:
+        return self.control.set_weights(weights)
+
+    def rollback(self, reason: str) -> dict[str, Any]:
+        return self.control.rollback(reason or "manual")
+
+    def promote(self) -> dict[str, Any]:
+        return self.control.promote()
+
+    def start_rollout(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        return self.control.start_rollout(overrides)
+
+    def pause_rollout(self) -> dict[str, Any]:
+        return self.control.pause()
+
+    def resume_rollout(self) -> dict[str, Any]:
+        return self.control.resume()
+
+    def deprecation_report(self, days: int | None) -> dict[str, Any]:
+        return self.telemetry.report(days)
+
+
+def _fmt(traffic: TrafficState) -> str:
+    weights = ", ".join(f"{k} {v:g}%" for k, v in traffic.weights.items())
+    return f"stable {traffic.stable}, {weights}"

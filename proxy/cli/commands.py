@@ -1,0 +1,424 @@
+"""The ``switchback`` command: run the proxy, check a config, drive a running proxy's admin API.
+
+Exit codes: 0 success; 1 an error, printed as one line ``switchback: <message>`` on stderr;
+2 a usage error, or ``report --fail-if-used`` naming an element the report does not know;
+3 ``report --fail-if-used`` while a client still uses the element; 130 interrupted.
+No traceback reaches the terminal (``SWITCHBACK_DEBUG=1`` lets an unexpected one through).
+
+The formatting and decision functions (``format_status``, ``expand_weights``,
+``fail_if_used``, ...) are pure: JSON in, text or numbers out. The deprecation report's table
+and its "still used?" test are ``proxy.core.report``'s, next to the code that builds the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+
+from proxy import __version__
+from proxy.admin.client import AdminClient, AdminError
+from proxy.core.report import columns, format_table, still_used
+from proxy.errors import ConfigError
+
+DEFAULT_ADMIN = "http://127.0.0.1:9901"
+
+
+class CliError(Exception):
+    """A refused command or value; ``str(err)`` is the message, ``code`` the exit code."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors: argparse has printed them
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        command: Callable[[argparse.Namespace], int] = args.func
+        return command(args)
+    except CliError as exc:
+        _error(str(exc))
+        return exc.code
+    except (AdminError, ConfigError) as exc:
+        _error(str(exc))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `switchback report | head`: the reader left; say nothing
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except Exception as exc:
+        if os.environ.get("SWITCHBACK_DEBUG"):
+            raise
+        _error(f"internal error: {type(exc).__name__}: {exc} (SWITCHBACK_DEBUG=1 shows more)")
+    return 1
+
+
+def _error(message: str) -> None:
+    for line in message.splitlines() or [""]:
+        print(f"switchback: {line}", file=sys.stderr)
+
+
+# -- the command line --
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="switchback",
+        description="Blue/green traffic proxy with progressive rollout and deprecation telemetry.",
+    )
+    parser.add_argument("--version", action="version", version=f"switchback {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="serve traffic with a config file")
+    p.add_argument("--config", required=True, metavar="FILE", help="the YAML config file")
+    p.set_defaults(func=_run)
+    p = sub.add_parser("check", help="validate a config file and exit")
+    p.add_argument("file", metavar="FILE")
+    p.set_defaults(func=_check)
+    p = sub.add_parser("demo", help="start demo blue/green apps and the proxy in front")
+    p.add_argument("--no-wait", action="store_true", help="exit after the demo run")
+    p.add_argument(
+        "--fail-rate",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help="make green answer 500 to this share of requests, to watch an automatic rollback",
+    )
+    p.set_defaults(func=_demo)
+    _state_commands(sub)
+
+    admin = argparse.ArgumentParser(add_help=False)
+    group = admin.add_argument_group("admin API")
+    group.add_argument("--admin", metavar="URL", help=f"env SWITCHBACK_ADMIN or {DEFAULT_ADMIN}")
+    group.add_argument(
+        "--token",
+        help="bearer token, sent on every call (env SWITCHBACK_ADMIN_TOKEN): admin.token; "
+        "for status and report, admin.read_token is enough",
+    )
+    group.add_argument("--json", action="store_true", help="print the server's JSON")
+    group.add_argument("--timeout", type=_positive(float), default=10.0, metavar="SECONDS")
+
+    def command(parent: Any, name: str, func: Callable[..., Any], help: str) -> Any:
+        p = parent.add_parser(name, parents=[admin], help=help, description=help)
+        p.set_defaults(func=lambda args: _admin_command(func, args))
+        return p
+
+    command(sub, "status", _status, "show releases, weights and the rollout")
+    p = command(sub, "weights", _weights, "set the traffic split: weights green=25")
+    p.add_argument("assignments", nargs="+", metavar="RELEASE=PERCENT")
+    rollout = sub.add_parser("rollout", help="start, pause or resume a progressive rollout")
+    steps = rollout.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = command(steps, "start", _rollout_start, "start a rollout of the candidate")
+    p.add_argument("--steps", type=_steps, metavar="1,5,25,100", help="candidate weights")
+    p.add_argument("--step-seconds", type=_positive(float), metavar="SECONDS")
+    p.add_argument("--min-requests", type=_positive(int), metavar="N")
+    p.add_argument("--max-error-rate", type=_positive(float), metavar="FRACTION")
+    p.add_argument("--max-p99-ms", type=_positive(float), metavar="MS")
+    p.add_argument("--auto-promote", action="store_true", default=None)
+    command(steps, "pause", _simple("POST", "/rollout/pause", "rollout paused"), "pause it")
+    command(steps, "resume", _simple("POST", "/rollout/resume", "rollout resumed"), "resume it")
+    p = command(sub, "rollback", _rollback, "send all traffic back to the stable release")
+    p.add_argument("--reason", metavar="TEXT")
+    command(sub, "promote", _simple("POST", "/promote", "promoted"), "make the candidate stable")
+    command(sub, "reload", _simple("POST", "/reload", "config reloaded"), "re-read the config")
+    p = command(sub, "report", _report, "which clients still use deprecated elements")
+    p.add_argument("--days", type=_positive(int), metavar="N", help="window (config default)")
+    p.add_argument(
+        "--fail-if-used",
+        metavar="ELEMENT",
+        help="exit 3 while a client uses ELEMENT (id or path), 0 when none does, 2 if unknown",
+    )
+    return parser
+
+
+def _state_commands(sub: Any) -> None:
+    state = sub.add_parser("state", help="show or reset the saved traffic state (traffic.json)")
+    actions = state.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = actions.add_parser("show", help="print the saved traffic state and whether it is usable")
+    p.add_argument("--config", required=True, metavar="FILE", help="the YAML config file")
+    p.add_argument("--json", action="store_true", help="print the saved state as JSON")
+    p.set_defaults(func=lambda args: _state("show", args))
+    p = actions.add_parser(
+        "reset", help="set traffic.json aside (renamed) so the next start takes the config's split"
+    )
+    p.add_argument("--config", required=True, metavar="FILE", help="the YAML config file")
+    p.add_argument(
+        "--force", action="store_true", help="also set aside a usable state (undoes its changes)"
+    )
+    p.set_defaults(func=lambda args: _state("reset", args))
+
+
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def convert(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not value > 0:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+        return value
+
+    return convert
+
+
+def _steps(text: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list like 1,5,25,100") from None
+
+
+# -- commands without the admin API --
+
+
+def _run(args: argparse.Namespace) -> int:
+    from proxy.app.serve import run_main
+
+    return run_main(args.config)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from proxy.config.load import load_config
+
+    config = load_config(args.file)  # a ConfigError names the file, the key and the value
+    count = len(config.deprecations)
+    releases = ", ".join(config.releases)
+    print(f"{args.file}: ok (releases {releases}; {count} deprecation{'' if count == 1 else 's'})")
+    return 0
+
+
+def _state(action: str, args: argparse.Namespace) -> int:
+    from proxy.cli import state as state_cli
+
+    command: Callable[[argparse.Namespace], int] = getattr(state_cli, action)
+    return command(args)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from proxy.demo.run import main as demo_main
+
+    argv = ["--no-wait"] if args.no_wait else []
+    if args.fail_rate is not None:
+        argv += ["--fail-rate", str(args.fail_rate)]
+    return demo_main(argv)
+
+
+# -- admin commands: each returns (the server's JSON, human text, exit code) --
+
+Outcome = tuple[Any, str, int]
+
+
+def _admin_command(func: Callable[[AdminClient, argparse.Namespace], Outcome], args: Any) -> int:
+    url = args.admin or os.environ.get("SWITCHBACK_ADMIN") or DEFAULT_ADMIN
+    token = args.token or os.environ.get("SWITCHBACK_ADMIN_TOKEN") or None
+    client = AdminClient(url, token, args.timeout)
+    try:
+        data, text, code = func(client, args)
+    except AdminError as exc:
+        if exc.status == 401 and not token:
+            exc = AdminError(f"{exc} (give --token or set SWITCHBACK_ADMIN_TOKEN)", exc.status)
+        raise exc from None
+    print(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() if args.json else text)
+    return code
+
+
+def _status(client: AdminClient, args: argparse.Namespace) -> Outcome:
+    data = client.get("/status")
+    return data, format_status(data), 0
+
+
+def _weights(client: AdminClient, args: argparse.Namespace) -> Outcome:
+    status = client.get("/status")
+    releases = list(status.get("releases") or status.get("weights") or {})
+    weights = expand_weights(args.assignments, releases)
+    data = client.send("PUT", "/traffic", {"weights": weights})
+    return data, format_change("weights set", data), 0
+
+
+def _rollout_start(client: AdminClient, args: argparse.Namespace) -> Outcome:
+    options = ("steps", "step_seconds", "min_requests", "max_error_rate", "max_p99_ms")
+    body = {key: getattr(args, key) for key in (*options, "auto_promote")}
+    data = client.send("POST", "/rollout", {k: v for k, v in body.items() if v is not None})
+    return data, format_change("rollout started", data), 0
+
+
+def _rollback(client: AdminClient, args: argparse.Namespace) -> Outcome:
+    body = {"reason": args.reason} if args.reason else None
+    data = client.send("POST", "/rollback", body)
+    return data, format_change("rolled back", data), 0
+
+
+def _simple(method: str, path: str, title: str) -> Callable[[AdminClient, Any], Outcome]:
+    def call(client: AdminClient, args: argparse.Namespace) -> Outcome:
+        data = client.send(method, path, None)
+        return data, format_change(title, data), 0
+
+    return call
+
+
+def _report(client: AdminClient, args: argparse.Namespace) -> Outcome:
+    data = client.get("/deprecations" if args.days is None else f"/deprecations?days={args.days}")
+    text = format_table(data).rstrip("\n")
+    if args.fail_if_used is None:
+        return data, text, 0
+    code, verdict = fail_if_used(data, args.fail_if_used)
+    if code == 2:
+        raise CliError(verdict, 2)
+    return data, f"{text}\n\n{verdict}", code
+
+
+# -- pure formatting and decisions --
+
+
+def expand_weights(assignments: Sequence[str], releases: Sequence[str]) -> dict[str, float]:
+    """``["green=25"]`` with releases blue, green -> ``{"blue": 75.0, "green": 25.0}``.
+
+    The one release left out, if any, gets the rest; whether the result sums to 100 is the
+    server's check.
+    """
+    given: dict[str, float] = {}
+    for item in assignments:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise CliError(f"{item!r}: expected RELEASE=PERCENT, e.g. green=25")
+        if name not in releases:
+            raise CliError(f"{name}: unknown release (known: {', '.join(releases)})")
+        if name in given:
+            raise CliError(f"{name}: given twice")
+        given[name] = _percent(name, text)
+    missing = [r for r in releases if r not in given]
+    if len(missing) > 1:
+        raise CliError(f"give a weight for all releases but one ({', '.join(missing)} have none)")
+    if missing:
+        given[missing[0]] = round(100.0 - sum(given.values()), 2)
+    return {r: given[r] for r in releases}
+
+
+def _percent(name: str, text: str) -> float:
+    try:
+        value = float(text.strip().removesuffix("%"))
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 100.0:  # also false for NaN
+        raise CliError(f"{name}: {text!r} is not a percentage (0-100)")
+    return value
+
+
+def format_status(status: dict[str, Any]) -> str:
+    candidate = status.get("candidate")
+    roles = {status.get("stable"): "stable", candidate: "candidate"}
+    rows = [
+        [
+            str(name),
+            roles.get(name, ""),
+            _fmt(rel.get("weight"), "g", "%"),
+            _fmt(rel.get("in_flight"), "g"),
+            _fmt(rel.get("rate_per_s"), ".1f"),
+            _fmt(rel.get("error_rate"), ".2f", "%", scale=100),
+            _fmt(rel.get("p99_ms"), ".1f", " ms"),
+        ]
+        for name, rel in (status.get("releases") or {}).items()
+    ]
+    header = ["RELEASE", "ROLE", "WEIGHT", "IN-FLIGHT", "REQ/S", "5XX RATE", "P99"]
+    lines = columns([header, *rows], right=frozenset({2, 3, 4, 5, 6}))
+    if isinstance(status.get("rollout"), dict):
+        lines.append(f"rollout:       {describe_rollout(status['rollout'], candidate)}")
+    source, config_file = status.get("source"), status.get("config_file")
+    if source == "config":
+        lines.append(f"traffic from:  config ({config_file or 'file unknown'})")
+    elif source == "state":
+        over = f" override {config_file}" if config_file else ""
+        lines.append(f"traffic from:  state (saved admin changes{over})")
+    elif source:
+        lines.append(f"traffic from:  {source}")
+    lines += _not_saved(status)
+    if isinstance(status.get("uptime_seconds"), int | float):
+        lines.append(f"uptime:        {_duration(status['uptime_seconds'])}")
+    return "\n".join(lines)
+
+
+def describe_rollout(rollout: dict[str, Any], candidate: Any) -> str:
+    """``ramping, step 2 of 6 (green at 5%, 60 s per step)``; ``step`` counts from 0."""
+    state = str(rollout.get("state") or "unknown")
+    text = state
+    step, steps = rollout.get("step"), rollout.get("steps")
+    if state in ("ramping", "paused", "awaiting_promotion"):
+        if isinstance(step, int) and isinstance(steps, list) and 0 <= step < len(steps):
+            text += f", step {step + 1} of {len(steps)}"
+        detail = f"{candidate} at {_fmt(rollout.get('candidate_weight'), 'g', '%')}"
+        if isinstance(rollout.get("step_seconds"), int | float):
+            detail += f", {rollout['step_seconds']:g} s per step"
+        text += f" ({detail})"
+    if rollout.get("reason"):
+        text += f"; reason: {rollout['reason']}"
+    return text
+
+
+def format_change(title: str, answer: Any) -> str:
+    """What a write command prints: its title, then the weights and rollout it left."""
+    lines = [title]
+    if isinstance(answer, dict):
+        weights = answer.get("weights")
+        if isinstance(weights, dict) and weights:
+            stable = answer.get("stable")
+            ordered = sorted(weights.items(), key=lambda item: (item[0] != stable, item[0]))
+            text = ", ".join(
+                f"{name} {_fmt(w, 'g', '%')}{' (stable)' if name == stable else ''}"
+                for name, w in ordered
+            )
+            lines.append(f"weights:  {text}")
+        if isinstance(answer.get("rollout"), dict):
+            candidate = answer.get("candidate")
+            lines.append(f"rollout:  {describe_rollout(answer['rollout'], candidate)}")
+        lines += _not_saved(answer)
+    return "\n".join(lines)
+
+
+def _not_saved(answer: dict[str, Any]) -> list[str]:
+    """A warning line when the server says the state in force is not on disk."""
+    if answer.get("persisted") is not False:
+        return []
+    error = answer.get("persist_error") or "unknown error"
+    where = answer.get("state_file") or "the state directory"
+    return [
+        f"warning: not saved to {where}: {error}; in force now, but a restart would bring back "
+        "the last saved state (retried every second)"
+    ]
+
+
+def fail_if_used(report: dict[str, Any], element: str) -> tuple[int, str]:
+    """``report --fail-if-used``: 3 while a client uses ``element`` (its id or path) within
+    the report's window, 0 when none does, 2 when the report does not know the element."""
+    used = still_used(report, element)
+    days = report.get("days", "?")
+    if used is None:
+        known = ", ".join(str(e.get("id")) for e in report.get("elements") or []) or "none"
+        return 2, f"unknown deprecated element: {element} (known: {known})"
+    if used:
+        return 3, f"{element}: still used by a client in the last {days} days"
+    return 0, f"{element}: no client used it in the last {days} days"
+
+
+def _fmt(value: Any, spec: str, suffix: str = "", scale: float = 1) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "-"
+    return format(value * scale, spec) + suffix
+
+
+def _duration(seconds: float) -> str:
+    s = int(seconds)
+    d, h, m = s // 86400, s % 86400 // 3600, s % 3600 // 60
+    if d:
+        return f"{d}d {h}h"
+    if h:
+        return f"{h}h {m}m"
+    return f"{m}m {s % 60}s" if m else f"{s}s"

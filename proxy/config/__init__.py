@@ -1,0 +1,1 @@
+"""Reading and checking a config file into the frozen ``proxy.schema.Config``."""

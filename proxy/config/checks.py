@@ -1,0 +1,394 @@
+"""What a typed ``Config`` must also satisfy, beyond what its types say.
+
+``check(cfg)`` returns every problem found, one line each, as ``key.path: value problem``;
+``proxy.config.load`` prefixes the file name and raises them together. The checks only read the
+config, so they can run on any converted ``Config`` (a reload, a test) and never raise for a
+bad value. NaN and infinities fail every numeric check: each one tests finiteness first.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from proxy.config.secrets import HIDDEN, secret_bytes, secret_problem
+from proxy.schema import AdminConfig, Config, DeprecationConfig
+
+RELEASE_NAME = re.compile(r"[a-z][a-z0-9_-]*")
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 section 5.6.2: token
+_HOST_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
+_HOSTNAME = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?")
+_PORT = re.compile(r"[0-9]{1,5}")
+_PLAIN_KEY = re.compile(r"[\w-]+")
+ZERO = dt.timedelta(0)
+# Keys whose values no message shows (they are replaced by HIDDEN).
+SECRETS = frozenset({"admin.token", "admin.read_token", "clients.api_key_secret"})
+
+
+def dotted(*path: str | int) -> str:
+    """``traffic.weights.green``; list indexes ``[0]``; odd keys quoted: ``pins['a b']``."""
+    text = ""
+    for key in path:
+        if isinstance(key, int) or not _PLAIN_KEY.fullmatch(key):
+            text += f"[{key!r}]"
+        else:
+            text += f".{key}" if text else key
+    return text
+
+
+def show(value: Any) -> str:
+    """A value as the user wrote it, near enough: YAML words for null/booleans, short."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    if isinstance(value, dt.datetime) and value.time() == dt.time() and value.utcoffset() == ZERO:
+        return value.date().isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, list):
+        text = "[" + ", ".join(show(item) for item in value[:20]) + "]"
+    elif isinstance(value, dict):
+        items = list(value.items())[:20]
+        text = "{" + ", ".join(f"{dotted(str(k))}: {show(v)}" for k, v in items) + "}"
+    else:
+        text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def split_host_port(text: str, any_port: bool = False) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` -> (host, port); ValueError says what is wrong.
+
+    ``any_port``: port 0 is allowed (a listener then takes any free port, as tests do)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError("is not host:port")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError("has an invalid IPv6 address") from None
+    elif ":" in host:
+        raise ValueError("has an IPv6 address without brackets (write [::1]:8080)")
+    elif not _HOSTNAME.fullmatch(host):
+        raise ValueError("has an invalid host")
+    elif host.replace(".", "").isdigit():
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ValueError("has an invalid IPv4 address") from None
+    lowest = 0 if any_port else 1
+    if not _PORT.fullmatch(port) or not lowest <= int(port) <= 65535:
+        raise ValueError(f"has an invalid port (expected {lowest}-65535)")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def is_set(token: str | None) -> bool:
+    """A token counts as set when it has more than whitespace."""
+    return token is not None and bool(token.strip())
+
+
+def admin_reads_need_token(admin: AdminConfig) -> bool:
+    """Whether GET /status, /metrics and /deprecations need a bearer token: when the admin
+    listener is reachable beyond loopback, or a read token is set."""
+    if is_set(admin.read_token):
+        return True
+    try:
+        host, _ = split_host_port(admin.listen, any_port=True)
+    except ValueError:
+        return True  # refused by the checks; never open by mistake
+    return not is_loopback(host)
+
+
+def _finite(v: float) -> bool:
+    return math.isfinite(v)
+
+
+def _two_decimals(v: float) -> bool:
+    return abs(v * 100 - round(v * 100)) < 1e-6
+
+
+def percent_problem(v: float) -> str | None:
+    if not (_finite(v) and 0 <= v <= 100):
+        return "is not a percentage (0-100)"
+    if not _two_decimals(v):
+        return "has more than two decimals"
+    return None
+
+
+# (key path, acceptable?, what is wrong otherwise)
+_NUMBERS: tuple[tuple[str, Callable[[float], bool], str], ...] = (
+    ("upstream.connect_timeout", lambda v: _finite(v) and v > 0, "is not a positive timeout"),
+    ("upstream.response_timeout", lambda v: _finite(v) and v > 0, "is not a positive timeout"),
+    ("upstream.read_timeout", lambda v: _finite(v) and v > 0, "is not a positive timeout"),
+    ("upstream.pool_size", lambda v: v >= 0, "is negative"),
+    ("server.drain_timeout", lambda v: _finite(v) and v > 0, "is not a positive timeout"),
+    ("server.keepalive_timeout", lambda v: _finite(v) and v > 0, "is not a positive timeout"),
+    ("server.head_timeout", lambda v: _finite(v) and v > 0, "is not a positive timeout"),
+    ("server.body_timeout", lambda v: _finite(v) and v > 0, "is not a positive timeout"),
+    ("server.send_timeout", lambda v: _finite(v) and v > 0, "is not a positive timeout"),
+    ("limits.max_head_bytes", lambda v: v >= 1024, "is below 1024 bytes"),
+    ("limits.max_headers", lambda v: v >= 1, "is less than 1"),
+    ("limits.max_target_bytes", lambda v: v >= 16, "is below 16 bytes"),
+    ("limits.max_response_head_bytes", lambda v: v >= 1024, "is below 1024 bytes"),
+    ("limits.max_connections", lambda v: v >= 1, "is less than 1"),
+    ("limits.max_in_flight", lambda v: v >= 1, "is less than 1"),
+    ("limits.max_loop_lag", lambda v: _finite(v) and v > 0, "is not a positive duration"),
+    ("limits.retry_after", lambda v: v >= 0, "is negative"),
+    ("clients.max_tracked", lambda v: v >= 0, "is negative"),
+    ("rollout.step_seconds", lambda v: _finite(v) and v > 0, "is not a positive duration"),
+    ("rollout.min_requests", lambda v: v >= 1, "is less than 1"),
+    ("rollout.max_error_rate", lambda v: _finite(v) and 0 <= v <= 1, "is not a rate (0-1)"),
+    ("rollout.max_p99_ms", lambda v: _finite(v) and v >= 0, "is not a duration >= 0"),
+    ("rollout.error_rate_factor", lambda v: _finite(v) and v >= 1, "is not a factor >= 1"),
+    ("rollout.p99_factor", lambda v: _finite(v) and v >= 1, "is not a factor >= 1"),
+    ("rollout.websocket_grace", lambda v: _finite(v) and v >= 0, "is not a duration >= 0"),
+    ("telemetry.max_body_bytes", lambda v: v > 0, "is not positive"),
+    ("telemetry.report_days", lambda v: v > 0, "is not positive"),
+    ("telemetry.retention_days", lambda v: v > 0, "is not positive"),
+    ("telemetry.flush_seconds", lambda v: _finite(v) and v > 0, "is not positive"),
+    ("telemetry.etag_cache", lambda v: v >= 0, "is negative (0 turns the cache off)"),
+)
+
+
+class _Problems(list[str]):
+    def add(self, path: str, value: Any, problem: str) -> None:
+        self.append(f"{path}: {show(value)} {problem}")
+
+
+def check(cfg: Config) -> list[str]:
+    """Every problem in ``cfg``, one line each; empty when the config is valid."""
+    out = _Problems()
+    for path, value in (("listen", cfg.listen), ("admin.listen", cfg.admin.listen)):
+        try:
+            split_host_port(value, any_port=True)
+        except ValueError as exc:
+            out.add(path, value, f"{exc} (expected host:port, e.g. 127.0.0.1:8080)")
+    _check_admin_token(out, cfg)
+    _check_secrets(out, cfg)
+    _check_releases(out, cfg)
+    _check_traffic(out, cfg)
+    for path in ("clients.id_header", "clients.api_key_header"):
+        _check_header(out, path, _get(cfg, path))
+    for path, ok, problem in _NUMBERS:
+        value = _get(cfg, path)
+        if not ok(value):
+            out.add(path, value, problem)
+    body_limit = cfg.limits.max_body_bytes
+    if body_limit is not None and body_limit < 0:
+        out.add("limits.max_body_bytes", body_limit, "is negative (null turns the limit off)")
+    _check_steps(out, cfg.rollout.steps)
+    if cfg.telemetry.retention_days < cfg.telemetry.report_days:
+        out.add(
+            "telemetry.retention_days",
+            cfg.telemetry.retention_days,
+            f"is shorter than telemetry.report_days ({cfg.telemetry.report_days})",
+        )
+    _check_deprecations(out, cfg.deprecations)
+    return out
+
+
+def _get(cfg: Config, path: str) -> Any:
+    value: Any = cfg
+    for name in path.split("."):
+        value = getattr(value, name)
+    return value
+
+
+def _check_admin_token(out: _Problems, cfg: Config) -> None:
+    token = cfg.admin.token
+    if token is not None and token.strip():
+        return
+    try:
+        host, _ = split_host_port(cfg.admin.listen, any_port=True)
+    except ValueError:
+        return  # reported above
+    if not is_loopback(host):
+        out.add(
+            "admin.token",
+            token,
+            f"is not allowed while admin.listen ({cfg.admin.listen}) "
+            "is not loopback: the admin API must never be open beyond loopback without "
+            "a token (set admin.token, or listen on 127.0.0.1)",
+        )
+
+
+def _check_secrets(out: _Problems, cfg: Config) -> None:
+    # Messages name these keys but never show their values.
+    admin, secret = cfg.admin, cfg.clients.api_key_secret
+    if is_set(admin.read_token) and admin.read_token == admin.token:
+        same = "is admin.token: a read token must not allow changes"
+        out.append(f"admin.read_token: {HIDDEN} {same}")
+    problem = secret_problem(secret_bytes(secret)) if secret is not None else None
+    if problem is not None:
+        out.append(f"clients.api_key_secret: {problem}")
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` is not ``http://host:port`` (port optional: 80), or None."""
+    if "://" not in url:
+        return "has no scheme (expected http://host:port)"
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "https":
+        return "uses https, which the upstream client does not support yet (use http://)"
+    if scheme != "http":
+        return f"has scheme {scheme!r} (expected http://host:port)"
+    if "@" in parts.netloc:
+        return "has credentials, which are not supported (expected http://host:port)"
+    if parts.path not in ("", "/") or parts.query or parts.fragment or "?" in url or "#" in url:
+        return "has a path, query or fragment (expected only http://host:port)"
+    netloc = parts.netloc
+    if netloc.endswith("]") or ":" not in netloc:
+        netloc += ":80"  # no port: HTTP's default
+    try:
+        split_host_port(netloc)
+    except ValueError as exc:
+        return f"{exc} (expected http://host:port)"
+    return None
+
+
+def _check_releases(out: _Problems, cfg: Config) -> None:
+    if len(cfg.releases) != 2:
+        out.add("releases", sorted(cfg.releases), "is not exactly two releases (e.g. blue, green)")
+    for name, release in cfg.releases.items():
+        if not RELEASE_NAME.fullmatch(name):
+            out.add(dotted("releases", name), name, "is not a release name ([a-z][a-z0-9_-]*)")
+        problem = url_problem(release.url)
+        if problem is not None:
+            out.add(dotted("releases", name, "url"), release.url, problem)
+
+
+def _check_traffic(out: _Problems, cfg: Config) -> None:
+    traffic, releases = cfg.traffic, cfg.releases
+    known = f"(releases: {', '.join(releases)})"
+    if traffic.stable not in releases:
+        out.add("traffic.stable", traffic.stable, f"is not a release {known}")
+    clean = True
+    for name, weight in traffic.weights.items():
+        problem = percent_problem(weight) if name in releases else f"is not a release {known}"
+        if problem is not None:
+            out.add(dotted("traffic", "weights", name), weight, problem)
+            clean = False
+    missing = [name for name in releases if name not in traffic.weights]
+    if missing:
+        out.add("traffic.weights", traffic.weights, f"has no weight for {', '.join(missing)}")
+    elif clean and abs(sum(traffic.weights.values()) - 100) > 1e-6:
+        out.add(
+            "traffic.weights",
+            traffic.weights,
+            f"sum to {show(round(sum(traffic.weights.values()), 6))}, not 100",
+        )
+    pinned: dict[str, str] = {}
+    for name, clients in traffic.pins.items():
+        if name not in releases:
+            out.add(dotted("traffic", "pins", name), name, f"is not a release {known}")
+        for client in clients:
+            if client in pinned:
+                out.add(
+                    dotted("traffic", "pins", name),
+                    client,
+                    f"is pinned twice (also to {pinned[client]})",
+                )
+            pinned.setdefault(client, name)
+    _check_header(out, "traffic.override_header", traffic.override_header)
+
+
+def _check_header(out: _Problems, path: str, name: str | None) -> None:
+    if name is not None and not HEADER_NAME.fullmatch(name):
+        out.add(path, name, "is not a valid header name (RFC 9110 token)")
+
+
+def _check_steps(out: _Problems, steps: list[float]) -> None:
+    if not steps:
+        out.add("rollout.steps", steps, "is empty (the last step must be 100)")
+        return
+    for i, step in enumerate(steps):
+        if not (_finite(step) and 0 < step <= 100):
+            out.add(f"rollout.steps[{i}]", step, "is not a percentage in (0, 100]")
+        elif not _two_decimals(step):
+            out.add(f"rollout.steps[{i}]", step, "has more than two decimals")
+        elif i and not step > steps[i - 1]:
+            out.add(
+                f"rollout.steps[{i}]", step, f"is not above the step before ({show(steps[i - 1])})"
+            )
+    if steps[-1] != 100:
+        out.add("rollout.steps", steps, "does not end at 100")
+
+
+def _check_deprecations(out: _Problems, deprecations: list[DeprecationConfig]) -> None:
+    if not deprecations:
+        return
+    from proxy.core.jsonpaths import parse_path
+    from proxy.core.rules import KINDS, parse_route  # imported when needed
+
+    first: dict[str, int] = {}
+    for i, dep in enumerate(deprecations):
+        at = f"deprecations[{i}]"
+        if not dep.id.strip():
+            out.add(f"{at}.id", dep.id, "is empty")
+        elif dep.id in first:
+            out.add(f"{at}.id", dep.id, f"is a duplicate of deprecations[{first[dep.id]}].id")
+        first.setdefault(dep.id, i)
+        kinds = [kind for kind in KINDS if getattr(dep, kind) is not None]
+        if len(kinds) != 1:
+            which = " and ".join(kinds) if kinds else "none"
+            out.add(at, dep.id, f"sets {which}; set exactly one of {', '.join(KINDS)}")
+        if dep.endpoint is not None and dep.on is not None:
+            out.add(f"{at}.on", dep.on, "is not allowed beside endpoint, which names its route")
+        checks: tuple[tuple[str, Callable[[str], object], str], ...] = (
+            ("field", parse_path, "is not a JSON path"),
+            ("request_field", parse_path, "is not a JSON path"),
+            ("endpoint", parse_route, 'is not a route ("METHOD /path" or "/path")'),
+            ("on", parse_route, 'is not a route ("METHOD /path" or "/path")'),
+        )
+        for key, parse, problem in checks:
+            text = getattr(dep, key)
+            if text is not None:
+                try:
+                    parse(text)
+                except ValueError as exc:
+                    out.add(f"{at}.{key}", text, f"{problem}: {exc}")
+        if dep.endpoint is not None and not dep.endpoint.strip().startswith(("/", "*")):
+            if " " not in dep.endpoint.strip():
+                out.add(f"{at}.endpoint", dep.endpoint, 'has no path (expected "METHOD /path")')
+        if dep.param is not None and not dep.param:
+            out.add(f"{at}.param", dep.param, "is empty")
+        if dep.sunset is not None and dep.sunset < dep.deprecated:
+            out.add(
+                f"{at}.sunset",
+                dep.sunset,
+                f"is earlier than deprecated ({show(dep.deprecated)})"
+                "; RFC 9745 section 4 and RFC 8594 forbid a sunset before the deprecation",
+            )
+        for key in ("link", "sunset_link"):
+            link = getattr(dep, key)
+            if link is not None and not _is_absolute_http(link):
+                out.add(f"{at}.{key}", link, "is not an absolute http(s) URL")
+
+
+def _is_absolute_http(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return False
+    printable = url.isprintable() and not any(c.isspace() for c in url)
+    return printable and parts.scheme.lower() in ("http", "https") and bool(parts.hostname)

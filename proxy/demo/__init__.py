@@ -1,0 +1,1 @@
+"""``switchback demo``: two sample releases and a guided rollout."""

@@ -1,0 +1,1 @@
+"""Deprecation telemetry on the request path: detect, tell the client, count, remember."""

@@ -1,0 +1,1 @@
+"""The data plane: HTTP/1.1 between clients and releases, on asyncio protocols and llhttp."""

@@ -1,0 +1,69 @@
+"""The release-traffic steps of the pipeline: who is the client, which release, what happened.
+
+Each is small and knows nothing of the others; ``proxy.app.runtime.build_pipeline`` orders them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from proxy.app.metrics import Metrics
+from proxy.core.routing import TrafficState, route
+from proxy.core.window import Windows
+from proxy.pipeline import Exchange, Step
+from proxy.traffic.clients import ClientIdentifier
+
+
+class IdentifyClient(Step):
+    """Sets ``client_id`` from the configured header, a hashed API key, or the peer address."""
+
+    name = "identify"
+
+    def __init__(self, identifier: ClientIdentifier) -> None:
+        self.identify = identifier.identify
+
+    def request(self, ex: Exchange) -> None:
+        ex.client_id = self.identify(ex.headers, ex.peer)
+
+
+class ChooseRelease(Step):
+    """Sets ``release``: override header, then pins, then the sticky weighted choice."""
+
+    name = "route"
+
+    def __init__(self, traffic: Callable[[], TrafficState]) -> None:
+        self.traffic = traffic
+
+    def request(self, ex: Exchange) -> None:
+        state = self.traffic()
+        override = None
+        header = state.override_header
+        if header is not None:
+            raw = ex.header(header.encode("latin-1"))
+            override = raw.decode("latin-1") if raw is not None else None
+        ex.release = route(ex.client_id, override, state)
+
+
+class RecordExchange(Step):
+    """Counts every finished exchange in Prometheus and in the rollout's sliding windows."""
+
+    name = "record"
+
+    def __init__(self, metrics: Metrics, windows: Windows, loop: asyncio.AbstractEventLoop) -> None:
+        self.requests = metrics.requests.inc
+        self.durations = metrics.duration.observe
+        self.windows = windows.record
+        self.clock = loop.time
+
+    def done(self, ex: Exchange) -> None:
+        now = self.clock()
+        elapsed = now - ex.started
+        release = ex.release
+        status = ex.status
+        self.requests((release, status))
+        self.durations((release,), elapsed)
+        # The rollout judges the releases' own answers: not a client that went away, nor a
+        # request Switchback refused itself (a limit, a timeout, overload).
+        if ex.outcome != "client_closed" and ex.outcome != "rejected":
+            self.windows(release, status, elapsed, now)
