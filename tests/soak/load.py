@@ -91,7 +91,7 @@ class Clients:
                     batch = []
                     for _ in range(3 if pipelining else 1):
                         serial += 1
-                        request_id = f"{self.phase}{index:02d}-{serial:06d}"
+                        request_id = f"{self.phase}{index:02d}-{serial:06d}"  # REQUEST_ID
                         batch.append(_request(rng, request_id, pipelining))
                     if not await self._exchange(rng, batch, inbox):
                         break

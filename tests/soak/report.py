@@ -4,7 +4,6 @@ text and saved as JSON."""
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -13,8 +12,8 @@ import orjson
 
 from tests.soak.faulty_release import FaultyRelease
 from tests.soak.load import Record, Tally
+from tests.soak.verdict import REQUEST_ID
 
-_ID = re.compile(r"\b[wr]\d\d-\d{6}\b")
 MIB = 1 << 20
 EXAMPLES = 20  # failures of each kind kept with their details (the first 3 are printed)
 
@@ -24,40 +23,59 @@ def what_releases_did(request_id: str, releases: list[FaultyRelease]) -> list[st
 
 
 def _named(record: Record) -> list[str]:
-    """The record's request id, then every other request id its failure names."""
+    """The record's request id, then every other request id its failure names or its
+    answer carries."""
     own = record.sent.request_id
-    return [own] + [i for i in dict.fromkeys(_ID.findall(record.verdict.detail)) if i != own]
+    found = REQUEST_ID.findall(record.verdict.detail.encode() + b" " + record.excerpt)
+    return [own] + [i for i in dict.fromkeys(m.decode() for m in found) if i != own]
+
+
+def _cause(record: Record, releases: list[FaultyRelease]) -> str:
+    """What the releases did for the request, and for the request whose answer it got when
+    that is another one."""
+    did = [" + ".join(what_releases_did(i, releases)) or "nothing" for i in _named(record)]
+    return did[0] if len(did) == 1 else f"{did[0]}; answer of: {', '.join(did[1:])}"
 
 
 def failure_causes(tally: Tally, releases: list[FaultyRelease]) -> dict[str, dict[str, int]]:
-    """Per failure kind: what the releases did for the request, and for the request whose
-    answer it got when that is another one, with how often."""
+    """Per failure kind, how often each cause was seen."""
     causes: dict[str, Counter[str]] = {}
     for record in tally.failures():
-        did = [" + ".join(what_releases_did(i, releases)) or "nothing" for i in _named(record)]
-        cause = did[0] if len(did) == 1 else f"{did[0]}; answer of: {', '.join(did[1:])}"
-        causes.setdefault(record.verdict.kind, Counter())[cause] += 1
+        causes.setdefault(record.verdict.kind, Counter())[_cause(record, releases)] += 1
     return {kind: dict(c.most_common()) for kind, c in causes.items()}
 
 
 def failure_examples(tally: Tally, releases: list[FaultyRelease]) -> list[dict[str, Any]]:
-    """Up to ``EXAMPLES`` failures of each kind with what the releases did for each request
-    they name: the reproduction of the failure."""
+    """The first failure of each kind and cause, and more up to ``EXAMPLES`` of each kind, with
+    what the releases did for each request they name: the reproduction of the failure."""
     out = []
     shown: Counter[str] = Counter()
-    for record in tally.failures():
-        kind = record.verdict.kind
-        shown[kind] += 1
-        if shown[kind] > EXAMPLES:
+    causes: set[tuple[str, str]] = set()
+    before: dict[str, list[Record]] = {}  # each client's records, up to the failure
+    for record in tally.records:
+        client = record.sent.request_id.split("-")[0]
+        earlier = before.setdefault(client, [])
+        earlier.append(record)
+        if not record.verdict.failure:
             continue
+        kind, cause = record.verdict.kind, _cause(record, releases)
+        if (kind, cause) in causes and shown[kind] >= EXAMPLES:
+            continue
+        causes.add((kind, cause))
+        shown[kind] += 1
         out.append(
             {
                 "request": record.sent.request_id,
                 "shape": record.sent.shape,
                 "failure": kind,
+                "cause": cause,
                 "detail": record.verdict.detail,
                 "releases_did": {i: what_releases_did(i, releases) for i in _named(record)},
                 "client_got": repr(record.excerpt),
+                "client_before": [
+                    f"{r.sent.request_id} {r.verdict.kind}: {_cause(r, releases)}"
+                    for r in earlier[-4:-1]
+                ],
             }
         )
     return out

@@ -82,6 +82,8 @@ def test_broken_answers() -> None:
     assert judge_broken(GET, Broken("closed", 200, b"", head, "eof")).kind == "cut"
     assert judge_broken(POST, Broken("closed", 200, b"", head, "eof")).kind == "foreign_response"
     assert judge_broken(GET, Broken("hang", 0, b"", None, "quiet")).kind == "hang"
+    stray = good(POST, False).body[:100]  # another answer's body, where a head was due
+    assert judge_broken(GET, Broken("hang", 100, stray, None, "quiet")).kind == "foreign_response"
     assert judge_broken(GET, Broken("framing", 3, b"SSH", None, "not http")).failure
 
 

@@ -9,7 +9,7 @@ Clean outcomes (``Verdict.failure`` False):
                              (Switchback cutting off an answer the release broke off)
     dropped_after_close      a pipelined request behind an answer that ended the connection
 Failures:
-    foreign_response         an answer, or the head of one, carrying another request's id
+    foreign_response         an answer, or any part of one, carrying another request's id
     incomplete_as_complete   a complete framing around the first part of the right body
     corrupt_body             any other wrong byte, header or echo
     request_mismatch         the release echoes another method or body than this request's
@@ -32,6 +32,8 @@ from tests.soak.plans import meta, response_body
 from tests.soak.wire import Broken, Response
 
 RELEASES = ("blue", "green")
+# The ids the soak's clients give their requests (``load``): phase, client, serial number.
+REQUEST_ID = re.compile(rb"\b[wr]\d{2,}-\d{6}\b")
 _META = re.compile(rb'\{"id":"([^"]*)","release":"([^"]*)",.*?"pad_len":(\d+)')
 
 
@@ -68,7 +70,15 @@ def judge(sent: Sent, resp: Response) -> Verdict:
     return fail("unexpected_status", f"status {resp.status}")
 
 
+def foreign_ids(sent: Sent, data: bytes) -> list[str]:
+    """The ids of other requests that ``data`` carries."""
+    return sorted({m.decode() for m in REQUEST_ID.findall(data)} - {sent.request_id})
+
+
 def judge_broken(sent: Sent, exc: Broken) -> Verdict:
+    others = foreign_ids(sent, exc.excerpt)
+    if others:  # whatever came of it, bytes of another answer reached this request
+        return fail("foreign_response", f"bytes of {others}, then {exc.kind}: {exc.why}")
     if exc.kind == "hang":
         return fail("hang", exc.why)
     if exc.kind == "framing":
@@ -115,6 +125,9 @@ def _judge_200(sent: Sent, resp: Response) -> Verdict:
         return ok("ok", served)
     if want.startswith(resp.body):
         return fail("incomplete_as_complete", f"{len(resp.body)} of {len(want)} bytes", served)
+    others = foreign_ids(sent, resp.body)
+    if others:
+        return fail("foreign_response", f"a body mixed with bytes of {others}", served)
     if not resp.body.startswith(echo):
         return fail("request_mismatch", f"echo {resp.body[:200]!r}, sent {echo!r}", served)
     return fail("corrupt_body", f"{len(resp.body)} bytes, not the {len(want)} expected", served)
