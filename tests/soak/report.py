@@ -100,7 +100,8 @@ def render(fig: dict[str, Any]) -> str:
     lines = [
         f"soak: {fig['load_seconds']:g} s of load, {fig['clients']} clients, seed {fig['seed']},"
         f" {fig['duration_seconds']:.1f} s in all",
-        f"requests: {fig['requests']['total']}  by shape: {fig['requests']['by_shape']}",
+        f"requests: {fig['requests']['total']} ({fig['requests']['warm_up']} in the warm-up)"
+        f"  by shape: {fig['requests']['by_shape']}",
         f"outcomes: {fig['outcomes']}",
         f"misbehaving clients: {fig['rude']}",
     ]

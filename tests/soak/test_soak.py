@@ -195,7 +195,11 @@ def figures(
     log: str,
 ) -> dict[str, Any]:
     return {
-        "requests": {"total": len(tally.records), "by_shape": dict(tally.shapes())},
+        "requests": {
+            "total": len(tally.records),
+            "warm_up": sum(r.sent.request_id.startswith("w") for r in tally.records),
+            "by_shape": dict(tally.shapes()),
+        },
         "outcomes": dict(tally.outcomes().most_common()),
         "rude": dict(tally.rude),
         "releases": report.faults(releases),
