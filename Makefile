@@ -1,10 +1,11 @@
-# One command each: `make demo`, `make test`, `make bench`. Each creates .venv when missing.
+# One command each: `make demo`, `make test`, `make bench`, `make soak`. Each creates .venv when
+# missing.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +28,11 @@ test: lint typecheck
 
 bench: $(STAMP)
 	$(BIN)/python loadtest/bench.py
+
+# The soak test for a minute (make test runs it for 10 s); figures in loadtest/results/.
+soak: $(STAMP)
+	SOAK_SECONDS=60 SOAK_RESULTS=loadtest/results/soak-$$(date +%Y%m%d-%H%M%S).json \
+		$(BIN)/python -m pytest tests/soak/test_soak.py -s
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
