@@ -155,9 +155,12 @@ class FaultyRelease:
                 return False
             return True
         if kind == "trailing":
-            await send(writer, head + wire)
-            await asyncio.sleep(plan.delay)
-            await send(writer, head + wire if variant == "duplicate" else b"\x00\x01junk\r\n\r\n")
+            if variant == "duplicate":  # the whole response twice, in one write
+                await send(writer, head + wire + head + wire)
+            else:  # stray bytes a while later
+                await send(writer, head + wire)
+                await asyncio.sleep(plan.delay)
+                await send(writer, b"\x00\x01junk\r\n\r\n")
             return True
         if kind in ("stall_head", "reset_before_head", "reset_mid_head"):
             if variant == "partial":

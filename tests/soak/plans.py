@@ -14,7 +14,10 @@ sends twice (after a stale keep-alive connection) meets the same behaviour twice
     reset_mid_body     length | chunked | eof: the head and part of the body, then RST
     truncate           length: a Content-Length body cut short;  chunked: no last chunk; FIN
     garbage            binary | banner: not HTTP at all;  bad_chunk: a good head, a bad chunk
-    trailing           duplicate: the whole response again;  junk: stray bytes; both later
+    trailing           duplicate: the whole response twice in one write;  junk: stray bytes,
+                       later. (A whole second response sent later cannot be told from the
+                       answer to the next request on that connection, by any HTTP/1.1 client:
+                       it is not a fault a proxy can contain, so the soak does not send it.)
 
 Every good body names the request it answers: text bodies open with a JSON line (``meta``)
 followed by ``pad_len`` filler bytes made from the request id; JSON bodies carry the same keys
@@ -55,7 +58,7 @@ class Plan:
     framing: str  # length | chunked | eof: how the body (whole or cut) is framed
     json: bool
     pad: int  # filler bytes in the body
-    delay: float  # slow: the head's delay or the body's whole time; trailing: before the extra
+    delay: float  # slow: the head's delay or the body's whole time; trailing junk: before it
     cut: float  # where a cut head or body stops, as a fraction of it
     chunk: int  # chunk size under chunked framing
 

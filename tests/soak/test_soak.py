@@ -35,10 +35,13 @@ from tests.soak.load import RUDE_KINDS, Clients, Tally, one_get
 from tests.soak.plans import FAULT_KINDS
 
 RESPONSE_TIMEOUT = 2.0  # upstream.response_timeout: a stalled head is answered 504 after this
-KEEPALIVE = 5.0  # server.keepalive_timeout: also ends a head that never completes
+READ_TIMEOUT = 2.0  # upstream.read_timeout: a release silent mid-body is cut off after this
+KEEPALIVE = 5.0  # server.keepalive_timeout: an idle keep-alive connection is closed
+HEAD_TIMEOUT = 5.0  # server.head_timeout: a head that never completes is answered 408
+BODY_TIMEOUT = 3.0  # server.body_timeout: a request body that stops is answered 408
 MARGIN = 3.0  # for a busy machine: scheduling, a 1 MiB body, the sweep's 0.1 s resolution
-IDLE_BOUND = RESPONSE_TIMEOUT + MARGIN  # the longest a client waits for the next byte
-RUDE_BOUND = max(KEEPALIVE, RESPONSE_TIMEOUT) + MARGIN  # ... for a client that stops sending
+IDLE_BOUND = max(RESPONSE_TIMEOUT, READ_TIMEOUT) + MARGIN  # the longest wait for the next byte
+RUDE_BOUND = max(KEEPALIVE, HEAD_TIMEOUT, BODY_TIMEOUT) + MARGIN  # ... for a client that stops
 WARMUP = 2.0
 SETTLE = 15.0  # the longest to wait for connections to close and descriptors to come back
 # Descriptors Switchback opens and closes on its own schedule (the state file written on an
@@ -60,8 +63,17 @@ MIXED = {
     "trailing": 0.01,
 }
 CONFIG: dict[str, Any] = {
-    "upstream": {"connect_timeout": 1.0, "response_timeout": RESPONSE_TIMEOUT},
-    "server": {"drain_timeout": 2.0, "keepalive_timeout": KEEPALIVE},
+    "upstream": {
+        "connect_timeout": 1.0,
+        "response_timeout": RESPONSE_TIMEOUT,
+        "read_timeout": READ_TIMEOUT,
+    },
+    "server": {
+        "drain_timeout": 2.0,
+        "keepalive_timeout": KEEPALIVE,
+        "head_timeout": HEAD_TIMEOUT,
+        "body_timeout": BODY_TIMEOUT,
+    },
     "telemetry": {"flush_seconds": 1.0},
     "deprecations": [{"id": "soak-legacy", "field": "legacy", "deprecated": "2025-01-01"}],
 }
