@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from proxy.cli.commands import describe_rollout
+from proxy.admin.views import describe_rollout
 from proxy.core.report import format_table
 from proxy.demo.sample_api import STATE
 from proxy.schema import Config

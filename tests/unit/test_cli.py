@@ -9,16 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
-from proxy.cli.commands import (
-    CliError,
-    build_parser,
-    describe_rollout,
-    expand_weights,
-    fail_if_used,
-    format_change,
-    format_status,
-    main,
-)
+from proxy.admin.views import describe_rollout, format_change, format_status
+from proxy.cli.commands import CliError, build_parser, expand_weights, fail_if_used, main
 from proxy.core.report import ElementInfo, UsageRow, build_report, report_to_json
 
 DAY = 86_400.0
