@@ -26,6 +26,7 @@ from proxy.config.load import load_config
 from proxy.config.secrets import api_key_secret
 from proxy.core.routing import TrafficState, failover_target
 from proxy.core.window import Windows
+from proxy.deprecation.step import DeprecationStep
 from proxy.deprecation.telemetry import Telemetry
 from proxy.errors import ConfigError, RolloutError
 from proxy.http.context import Settings
@@ -134,13 +135,14 @@ class Runtime:
     # -- assembly --
     def build_pipeline(self) -> Pipeline:
         """The request path, in order. A feature is one step here."""
-        steps: list[Step] = [
+        deprecations = bool(self.config.deprecations)
+        steps: list[Step | None] = [
             IdentifyClient(ClientIdentifier(self.config.clients, self.api_key_secret)),
             ChooseRelease(lambda: self.control.traffic),
-            *self.telemetry.steps(),
+            DeprecationStep(self.telemetry) if deprecations else None,
             RecordExchange(self.metrics, self.windows, self.loop),
         ]
-        return Pipeline(steps)
+        return Pipeline([step for step in steps if step is not None])
 
     def _make_pool(self, name: str) -> UpstreamPool:
         url = urlsplit(self.config.releases[name].url)

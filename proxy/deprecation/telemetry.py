@@ -1,12 +1,8 @@
-"""Deprecation telemetry on the request path: detect, tell the client, count, remember.
+"""Deprecation telemetry: the compiled rules, the bounded client labels, the ledger, and the
+report the admin API answers with.
 
-``Telemetry`` owns the compiled rules, the bounded client labels and the ledger; it contributes
-one pipeline step, ``DeprecationStep``, and answers the admin API's report.
-
-Cost discipline: a request that no rule can concern pays for two table look-ups. A request body
-is copied (never delayed) only when a request-field rule applies to its route; a response is held
-for inspection only when a response-field rule applies and it is JSON; a held body is not even
-parsed when none of the rules' key names occurs in its bytes.
+The pipeline step that uses them is ``proxy.deprecation.step.DeprecationStep``; counting goes
+through ``Telemetry.count`` (metrics, and the ledger's in-memory batch) when an exchange is done.
 """
 
 from __future__ import annotations
@@ -20,13 +16,10 @@ from typing import Any
 from prometheus_client.metrics import Counter
 
 from proxy.app.metrics import Metrics
-from proxy.core.bodyinspect import decoded_copy, is_json_content_type
-from proxy.core.deprecation_headers import deprecation_headers
 from proxy.core.labels import ClientLabels
 from proxy.core.report import ElementInfo, build_report, report_to_json
 from proxy.core.rules import Rule, RuleSet
 from proxy.deprecation.ledger import Ledger, LedgerHooks
-from proxy.pipeline import Exchange, Slot, Step
 from proxy.schema import Config
 
 log = logging.getLogger("switchback.telemetry")
@@ -94,9 +87,6 @@ class Telemetry:
         if self.ledger is not None:
             self.ledger.register_elements((d.id for d in config.deprecations), time.time())
 
-    def steps(self) -> list[Step]:
-        return [DeprecationStep(self)] if self.config.deprecations else []
-
     # -- counting (called by the step when an exchange is done) --
     def count(self, rule: Rule, kind: str, client_id: str, now: float) -> None:
         label = self.labels.label(client_id)
@@ -127,164 +117,3 @@ class Telemetry:
         usage = self.ledger.usage_since(now - window * 86400)
         observed = self.ledger.observed_in_window((e.id for e in elements), now, window)
         return report_to_json(build_report(elements, usage, observed, now, window), now, window)
-
-
-class Found:
-    """What the deprecation step learns about one exchange (kept in ``FOUND``)."""
-
-    __slots__ = ("used", "exposed", "request_rules", "response_rules", "etag_key")
-
-    def __init__(self) -> None:
-        self.used: list[Rule] = []  # elements the client sent
-        self.exposed: list[Rule] = []  # elements the client received
-        self.request_rules: tuple[Rule, ...] = ()  # request-field rules to look for
-        self.response_rules: tuple[Rule, ...] = ()  # response-field rules to look for
-        self.etag_key: EtagKey | None = None  # where to remember what the body held
-
-
-FOUND = Slot[Found]("deprecations")
-
-
-def _found(ex: Exchange) -> Found:
-    found = ex.get(FOUND)
-    if found is None:
-        found = Found()
-        ex.put(FOUND, found)
-    return found
-
-
-class DeprecationStep(Step):
-    name = "deprecations"
-
-    def __init__(self, telemetry: Telemetry) -> None:
-        self.t = telemetry
-        self.rules = telemetry.rules
-        self.cap = telemetry.config.telemetry.max_body_bytes
-        self.warning = telemetry.config.telemetry.warning_header
-
-    def request(self, ex: Exchange) -> None:
-        rules = self.rules
-        used = rules.match_request(ex.method, ex.path, ex.query)
-        if used:
-            _found(ex).used.extend(used)
-        body_rules = rules.request_field_rules(ex.method, ex.path)
-        if not body_rules:
-            return
-        if is_json_content_type(ex.header(b"content-type")):
-            _found(ex).request_rules = body_rules
-            ex.want_request_body = True
-        elif _has_body(ex):  # a form or an upload where a request-field rule applies
-            self.t.skipped("not_json")
-
-    def request_body(self, ex: Exchange, body: bytes) -> None:
-        found = _found(ex)
-        hits = self._inspect(found.request_rules, body, ex.header(b"content-encoding"))
-        if hits:
-            found.used.extend(hits)
-
-    def _inspect(
-        self, rules: tuple[Rule, ...], body: bytes, encoding: bytes | None
-    ) -> tuple[Rule, ...] | None:
-        """The rules found in a JSON body (decompressed copy); None when it could not be
-        inspected (the reason is counted)."""
-        if not rules or not body:
-            return None
-        decoded = decoded_copy(body, encoding, self.cap)
-        if isinstance(decoded, str):
-            self.t.skipped(decoded)
-            return None
-        hits = RuleSet.match_body(rules, decoded)
-        if hits is None:
-            self.t.skipped("malformed")
-        return hits
-
-    def response_head(self, ex: Exchange) -> None:
-        rules = self.rules.response_field_rules(ex.method, ex.path)
-        if not rules or ex.method == "HEAD" or ex.status in (204, 304):
-            return
-        if not is_json_content_type(ex.response_header(b"content-type")):
-            if not _empty(ex.response_header(b"content-length")):  # a body it cannot read
-                self.t.skipped("not_json")
-            return
-        found = _found(ex)
-        key = self._etag_key(ex, rules)
-        if key is not None:
-            known = self.t.by_etag.get(key)
-            if known is not None:  # this exact representation was inspected before
-                found.exposed.extend(known)
-                return
-            found.etag_key = key
-        found.response_rules = rules
-        ex.want_response_body = True
-
-    def _etag_key(self, ex: Exchange, rules: tuple[Rule, ...]) -> EtagKey | None:
-        """A strong ETag names one representation, byte for byte (RFC 9110 section 8.8.1), so
-        what was found in it once holds for every response that carries it again, from the
-        same release: two releases are two origins, which may reuse an ETag for other bytes."""
-        if not self.t.etag_limit:
-            return None
-        etag = ex.response_header(b"etag")
-        if etag is None or etag[:2] == b"W/":
-            return None
-        encoding = ex.response_header(b"content-encoding")
-        return (ex.release, ex.method, ex.target, etag, encoding, rules)
-
-    def response_body(self, ex: Exchange, body: bytes) -> None:
-        found = _found(ex)
-        encoding = ex.response_header(b"content-encoding")
-        hits = self._inspect(found.response_rules, body, encoding)
-        if hits:
-            found.exposed.extend(hits)
-        if found.etag_key is not None and hits is not None:
-            self.t.remember(found.etag_key, hits)
-
-    def respond(self, ex: Exchange) -> None:
-        found = ex.get(FOUND)
-        if found is not None and (found.used or found.exposed):
-            involved = found.used + found.exposed
-            ex.add_headers.extend(deprecation_headers(involved, ex.response_headers, self.warning))
-
-    def done(self, ex: Exchange) -> None:
-        found = ex.get(FOUND)
-        if found is None:
-            return
-        if ex.response_skipped is not None and found.response_rules:
-            self.t.skipped(ex.response_skipped)
-        if ex.request_skipped is not None and found.request_rules:
-            self.t.skipped(ex.request_skipped)
-        if not found.used and not found.exposed:
-            return
-        now = time.time()
-        client = ex.client_id
-        for rule in _unique(found.used):
-            self.t.count(rule, "use", client, now)
-        for rule in _unique(found.exposed):
-            self.t.count(rule, "exposure", client, now)
-
-
-def _has_body(ex: Exchange) -> bool:
-    """Whether a request's head announces a body (chunked, or a Content-Length above 0)."""
-    if ex.header(b"transfer-encoding") is not None:
-        return True
-    length = ex.header(b"content-length")
-    return length is not None and not _empty(length)
-
-
-def _empty(content_length: bytes | None) -> bool:
-    """Whether a Content-Length announces no body (a redirect, an empty 200)."""
-    if content_length is None:
-        return False
-    text = content_length.strip()
-    return text.isdigit() and int(text) == 0
-
-
-def _unique(rules: list[Rule] | None) -> list[Rule]:
-    if not rules:
-        return []
-    seen: set[str] = set()
-    out = []
-    for rule in rules:
-        if rule.id not in seen:
-            seen.add(rule.id)
-            out.append(rule)
-    return out
