@@ -1,0 +1,46 @@
+"""How many requests a server says it answered, to check wrk's count against.
+
+- nginx: ``stub_status`` on a listener of its own. Its ``requests`` counts every request the
+  server read, the status request that reports it included.
+- Switchback: the admin ``/metrics``, summing ``switchback_requests_total`` over releases and
+  status codes (a response counts once it is sent).
+
+Both are read outside the measured window: a scrape costs the server some CPU too.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+
+_STUB = re.compile(r"^\s*(\d+)\s+(\d+)\s+(\d+)\s*$", re.M)  # accepts handled requests
+_METRIC = re.compile(r"^switchback_requests_total(?:\{[^}]*\})?\s+(\S+)\s*$", re.M)
+
+
+def parse_stub_status(text: str) -> int:
+    """The ``requests`` figure of nginx's stub_status page."""
+    found = _STUB.search(text)
+    if found is None:
+        raise ValueError(f"not a stub_status page: {text[:200]!r}")
+    return int(found.group(3))
+
+
+def parse_switchback_metrics(text: str) -> int:
+    """The sum of every ``switchback_requests_total`` series."""
+    return round(sum(float(value) for value in _METRIC.findall(text)))
+
+
+def fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback only
+        return str(resp.read().decode())
+
+
+def count(kind: str, url: str) -> int:
+    """The figure the server at ``url`` (``kind``: "nginx" or "switchback") reports now."""
+    text = fetch(url)
+    return parse_stub_status(text) if kind == "nginx" else parse_switchback_metrics(text)
+
+
+def between(kind: str, before: int, after: int) -> int:
+    """Requests answered between two readings: nginx counts the second status request too."""
+    return after - before - (1 if kind == "nginx" else 0)
