@@ -25,8 +25,10 @@ typecheck: $(STAMP)
 test: lint typecheck
 	$(BIN)/python -m pytest
 
+# make bench BENCH_ARGS=--quick: a few minutes instead of about 13 (loadtest/README.md).
+BENCH_ARGS ?=
 bench: $(STAMP)
-	$(BIN)/python loadtest/bench.py
+	$(BIN)/python loadtest/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
