@@ -5,7 +5,9 @@
 - Switchback: the admin ``/metrics``, summing ``switchback_requests_total`` over releases and
   status codes (a response counts once it is sent).
 
-Both are read outside the measured window: a scrape costs the server some CPU too.
+Both are read outside the measured window: a scrape costs the server some CPU too. The same
+stub_status page says whether nginx is still busy with requests (``busy``): a front that has
+work left from the previous run when wrk stops sends it to the upstream after that run.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import re
 import urllib.request
 
 _STUB = re.compile(r"^\s*(\d+)\s+(\d+)\s+(\d+)\s*$", re.M)  # accepts handled requests
+_ACTIVE = re.compile(r"Reading: (\d+) Writing: (\d+)")
 _METRIC = re.compile(r"^switchback_requests_total(?:\{[^}]*\})?\s+(\S+)\s*$", re.M)
 
 
@@ -23,6 +26,14 @@ def parse_stub_status(text: str) -> int:
     if found is None:
         raise ValueError(f"not a stub_status page: {text[:200]!r}")
     return int(found.group(3))
+
+
+def parse_stub_busy(text: str) -> int:
+    """Requests nginx is reading or answering, besides the status request itself."""
+    found = _ACTIVE.search(text)
+    if found is None:
+        raise ValueError(f"not a stub_status page: {text[:200]!r}")
+    return int(found.group(1)) + int(found.group(2)) - 1
 
 
 def parse_switchback_metrics(text: str) -> int:

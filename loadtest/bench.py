@@ -145,6 +145,8 @@ def measure(args: argparse.Namespace, fronts: list[Target]) -> list[dict[str, An
 def print_run(row: dict[str, Any]) -> None:
     errors = row["non_2xx"] + row["socket_errors"]
     warn = f"  {errors} errors!" if errors else ""
+    if not row["settled"]:
+        warn += "  the upstream was still busy from the previous run!"
     if not row["count_ok"]:
         warn += f"  the front counted {row['answered']} requests, wrk {row['requests']}!"
     print(

@@ -84,10 +84,22 @@ def spent(
     }
 
 
+def settle(upstream: Target, timeout: float = 5.0) -> bool:
+    """Wait until the upstream has no request in progress: what a front still forwards after
+    the previous run would land in this run's window. False if it is still busy at the end."""
+    deadline = time.monotonic() + timeout
+    while answered.parse_stub_busy(answered.fetch(upstream.count_url)) > 0:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def run(
     front: Target, upstream: Target, path: str, connections: int, duration: str
 ) -> dict[str, Any]:
     """One wrk run against ``front``, measured; the raw row bench.py saves."""
+    settled = settle(upstream)
     count_before = answered.count(front.kind, front.count_url)
     before = read(front, upstream)
     result = wrk.run(front.base_url + path, connections, duration, CLIENT_HEADER)
@@ -98,6 +110,7 @@ def run(
         **result.as_dict(),
         **spent(before, after, result.requests, front.pid == upstream.pid),
         "answered": answered.between(front.kind, count_before, count_after),
+        "settled": settled,  # the upstream was idle when the run began
     }
     row["count_ok"] = count_ok(row)
     return row

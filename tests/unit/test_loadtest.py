@@ -64,6 +64,8 @@ def test_stub_status_requests() -> None:
         "Reading: 0 Writing: 1 Waiting: 32 \n"
     )
     assert answered.parse_stub_status(page) == 123456
+    assert answered.parse_stub_busy(page) == 0  # the one writing is the status request
+    assert answered.parse_stub_busy(page.replace("Reading: 0", "Reading: 2")) == 2
     assert answered.between("nginx", 1000, 1501) == 500  # the second status request
     with pytest.raises(ValueError, match="not a stub_status page"):
         answered.parse_stub_status("<html>404</html>")
