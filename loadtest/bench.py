@@ -158,13 +158,17 @@ def print_run(row: dict[str, Any]) -> None:
     )
 
 
+def largest(sizes: list[str]) -> str:
+    return max(sizes, key=lambda size: SIZES[size][1])
+
+
 def memory_runs(
     args: argparse.Namespace, fronts: list[Target]
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
     """One run per front at the largest size and ``--memory-connections``, then peak RSS."""
     runs = []
     if args.memory_connections:
-        size = args.sizes[-1]
+        size = largest(args.sizes)
         print(f"\nmemory: {size} at {args.memory_connections} connections", flush=True)
         for target in fronts[1:]:
             row = meter.run(target, fronts[0], SIZES[size][0], args.memory_connections, args.memory)
@@ -184,7 +188,7 @@ def print_report(
     busy_loads = [args.connections, *args.wide_connections, 1]
     wide = args.wide_connections[0] if args.wide_connections else None
     hwm = {name: mem["VmHWM"] for name, mem in memory.items() if "VmHWM" in mem}
-    memory_load = (args.sizes[-1], args.memory_connections)
+    memory_load = (largest(args.sizes), args.memory_connections)
     sizes = ", ".join(f"{s} = {n:,} bytes" for s, n in info["body_bytes"].items())
     lines = [
         f"## Results: commit {info['commit']}, {info['cpus']} CPU(s) {info['cpu_model']}, "
