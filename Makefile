@@ -26,8 +26,10 @@ typecheck: $(STAMP)
 test: lint typecheck
 	$(BIN)/python -m pytest
 
+# make bench BENCH_ARGS=--quick: a few minutes instead of about 13 (loadtest/README.md).
+BENCH_ARGS ?=
 bench: $(STAMP)
-	$(BIN)/python loadtest/bench.py
+	$(BIN)/python loadtest/bench.py $(BENCH_ARGS)
 
 # The soak test for a minute (make test runs it for 10 s); figures in loadtest/results/.
 soak: $(STAMP)

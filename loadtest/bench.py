@@ -1,17 +1,20 @@
-"""Switchback against nginx and against no proxy at all, on this machine, with wrk.
+"""CPU per request, throughput, latency and memory: Switchback against nginx, on this machine.
 
-    .venv/bin/python loadtest/bench.py                 # what `make bench` runs
-    .venv/bin/python loadtest/bench.py --rounds 1 --duration 3s --variants none   # quick look
+    .venv/bin/python loadtest/bench.py            # what `make bench` runs, about 13 minutes
+    .venv/bin/python loadtest/bench.py --quick    # a few minutes
 
-For a 1 KB and a 100 KB JSON body it measures, in alternation round after round (so a noisy
-machine hurts every target alike): the release hit directly, nginx in front (one worker,
-split_clients 90/10, keep-alive pools), and Switchback in front (the same split): plain; with
-a deprecation rule on ``user.role`` as shipped (``rules``: a body whose strong ETag was already
-inspected is not parsed again); and with the rule and that cache off (``rules-nocache``: every
-body held and parsed, the cost for responses without a strong ETag). Each target gets a busy
-run (``--connections``, default 50) and a one-connection run (the proxy's own latency). It
-prints markdown tables and writes the raw numbers to
-loadtest/results/<timestamp>.json. See loadtest/README.md for what each number means.
+For a 1 KB and a 100 KB JSON body (bodies.py) served by an upstream nginx without ETags, it
+runs wrk against the upstream directly, nginx in front, and Switchback in front in each
+variant (configs.py: plain, rules, rules-hit, rules-etag), in alternation round after round,
+so a machine that gets busier slows every target alike. Every target gets a busy run
+(``--connections``, 32) and a one-connection run; nginx and plain Switchback also a run at
+``--wide-connections`` (200). Around every run the front's CPU time is read from /proc and
+divided by the requests wrk completed (meter.py). The headline is CPU per request as per-core
+ratios against nginx and against plain Switchback, beside the project's goals (headline.py).
+A last run per front at 100 KB and ``--memory-connections`` (50) precedes reading peak RSS.
+
+It prints markdown tables and writes every run to loadtest/results/<timestamp>.json. See
+loadtest/README.md for what each number means.
 
 Exit status: 0 done; 1 a server failed to start or answered wrongly; 2 wrk or nginx missing,
 or bad arguments; 130 interrupted. Every process started is stopped on the way out.
@@ -23,68 +26,34 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import bodies
+import headline
+import meter
+import options
+import procstat
 import report
 import targets
 import wrk
-from targets import CLIENT_HEADER, HOST, SIZES, Processes, StartError, Target
+from bodies import SIZES
+from configs import CLIENT_HEADER
+from processes import Processes, StartError
+from targets import Target
 
-REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
-VARIANTS = ("plain", "rules", "rules-nocache")
 INSTALL_HINT = "install with: sudo apt-get install wrk nginx-light"
+WIDE_FRONTS = (headline.NGINX, headline.PLAIN)  # the fronts of the wide-connection runs
 
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="loadtest/bench.py",
-        description="Throughput, latency and memory: direct vs nginx vs Switchback (wrk).",
-    )
-    p.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
-    p.add_argument("--duration", default="10s", help="each busy wrk run (default 10s)")
-    p.add_argument("--low-duration", default="5s", help="each one-connection wrk run (default 5s)")
-    p.add_argument("--connections", type=int, default=50, help="busy-run connections (50)")
-    p.add_argument(
-        "--variants",
-        default="plain,rules,rules-nocache",
-        help="Switchback variants: plain, rules (ETag cache on, as shipped), rules-nocache "
-        "(every body parsed); default all three, or none",
-    )
-    p.add_argument(
-        "--sizes", default=",".join(SIZES), help=f"body sizes (default {','.join(SIZES)})"
-    )
-    p.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs)")
-    args = p.parse_args(argv)
-    args.variants = (
-        [] if args.variants == "none" else _csv(p, "--variants", args.variants, VARIANTS)
-    )
-    args.sizes = _csv(p, "--sizes", args.sizes, tuple(SIZES))
-    for name in ("duration", "low_duration"):
-        if not re.fullmatch(r"\d+[smh]?", getattr(args, name)):
-            p.error(f"--{name.replace('_', '-')}: {getattr(args, name)!r} is not like 10s")
-    if args.rounds < 1 or args.connections < 1:
-        p.error("--rounds and --connections must be at least 1")
-    return args
-
-
-def _csv(p: argparse.ArgumentParser, flag: str, text: str, known: tuple[str, ...]) -> list[str]:
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    for item in items:
-        if item not in known:
-            p.error(f"{flag}: {item!r} is not one of {', '.join(known)}")
-    return items
+Load = tuple[int, str, list[Target]]  # connections, duration, targets
 
 
 def find_tools() -> dict[str, str]:
@@ -113,6 +82,12 @@ def machine(tools: dict[str, str]) -> dict[str, Any]:
                 break
     except OSError:
         pass
+    commit = subprocess.run(
+        ["git", "-C", str(targets.REPO), "rev-parse", "--short", "HEAD"],  # noqa: S607
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
     return {
         "cpus": os.cpu_count(),
         "cpu_model": model,
@@ -120,169 +95,134 @@ def machine(tools: dict[str, str]) -> dict[str, Any]:
         "python": platform.python_version(),
         "nginx": first_line([tools["nginx"], "-v"]),
         "wrk": first_line([tools["wrk"], "-v"]),
+        "commit": commit,
+        "clock_tick_s": procstat.TICK,
+        "body_bytes": {size: len(bodies.make_body(n, "blue")) for size, (_, n) in SIZES.items()},
         "load_average_at_start": os.getloadavg(),
     }
-
-
-# --- starting the targets ---------------------------------------------------------------------
-
-
-def start_targets(procs: Processes, tools: dict[str, str], variants: list[str]) -> list[Target]:
-    work = procs.work
-    site = work / "site"
-    targets.write_site(site)
-    blue, green, front = targets.free_port(), targets.free_port(), targets.free_port()
-
-    def nginx(name: str, conf_text: str, port: int) -> Target:
-        conf = work / f"{name}.conf"
-        conf.write_text(conf_text)
-        argv = [tools["nginx"], "-p", str(work), "-e", str(work / f"{name}-error.log")]
-        proc = procs.start(f"nginx-{name}", [*argv, "-c", str(conf)])
-        procs.wait_port(f"nginx-{name}", port)
-        if name != "front":
-            return Target("direct", f"http://{HOST}:{port}")
-        return Target(
-            "nginx", f"http://{HOST}:{port}", proc.pid, worker=True, expect_headers=("X-Served-By",)
-        )
-
-    direct = nginx("upstream", targets.upstream_nginx_conf(work, site, blue, green), blue)
-    out = [direct, nginx("front", targets.front_nginx_conf(work, front, blue, green), front)]
-    for variant in variants:
-        listen, admin = targets.free_port(), targets.free_port()
-        conf = work / f"switchback-{variant}.yaml"
-        conf.write_text(targets.switchback_conf(work, variant, listen, admin, blue, green))
-        name = "switchback" if variant == "plain" else f"switchback+{variant}"
-        argv = [sys.executable, "-m", "proxy", "run", "--config", str(conf)]
-        proc = procs.start(name, argv, cwd=REPO)
-        procs.wait_ready(name, f"http://{HOST}:{admin}/readyz")
-        with_rules = variant.startswith("rules")
-        out.append(
-            Target(
-                name,
-                f"http://{HOST}:{listen}",
-                proc.pid,
-                expect_headers=("X-Served-By", *(("Deprecation",) if with_rules else ())),
-                refuse_headers=() if with_rules else ("Deprecation",),
-            )
-        )
-    return out
-
-
-def check(target: Target, size: str) -> None:
-    """One request by hand before measuring: a fast wrong answer must not pass for speed."""
-    path, length = SIZES[size]
-    request = urllib.request.Request(target.base_url + path, headers={CLIENT_HEADER: "check-1"})
-    try:
-        resp = urllib.request.urlopen(request, timeout=5)  # noqa: S310 - loopback only
-    except (OSError, urllib.error.URLError) as exc:  # HTTPError (a 4xx/5xx) is a URLError
-        raise StartError(f"{target.name}: GET {path} failed: {exc}") from None
-    with resp:
-        body = resp.read()
-        problems = []
-        if resp.status != 200:
-            problems.append(f"status {resp.status}")
-        if len(body) != length or b'"role"' not in body:
-            problems.append(f"a {len(body)}-byte body, expected the {length}-byte JSON file")
-        if not resp.headers.get("Content-Type", "").startswith("application/json"):
-            problems.append(f"Content-Type {resp.headers.get('Content-Type')!r}")
-        problems += [f"no {h} header" for h in target.expect_headers if h not in resp.headers]
-        problems += [
-            f"an unexpected {h} header" for h in target.refuse_headers if h in resp.headers
-        ]
-    if problems:
-        raise StartError(f"{target.name}: GET {path} answered with {', '.join(problems)}")
 
 
 # --- measuring --------------------------------------------------------------------------------
 
 
+def loads(args: argparse.Namespace, fronts: list[Target]) -> list[Load]:
+    wide = [t for t in fronts if t.name in WIDE_FRONTS]
+    out: list[Load] = [(args.connections, args.duration, fronts)]
+    if len(wide) == len(WIDE_FRONTS):
+        out += [(conns, args.duration, wide) for conns in args.wide_connections]
+    return [*out, (1, args.low_duration, fronts)]
+
+
+def planned_seconds(args: argparse.Namespace, fronts: list[Target]) -> int:
+    secs = options.seconds
+    per_round = sum(secs(d) * len(ts) for _, d, ts in loads(args, fronts)) * len(args.sizes)
+    warm = secs(args.warmup) * len(args.sizes) * sum(len(ts) for _, _, ts in loads(args, fronts))
+    memory = secs(args.memory) * (len(fronts) - 1) if args.memory_connections else 0
+    return int(args.rounds) * per_round + warm + memory
+
+
 def measure(args: argparse.Namespace, fronts: list[Target]) -> list[dict[str, Any]]:
-    loads = [(args.connections, args.duration), (1, args.low_duration)]
-    total = args.rounds * len(args.sizes) * len(fronts) * len(loads)
-    print(f"\nwarming up, then {total} wrk runs ({args.rounds} rounds)", flush=True)
+    upstream = fronts[0]
+    planned = planned_seconds(args, fronts)
+    print(f"\nwarming up, then {args.rounds} rounds: about {planned / 60:.0f} min", flush=True)
     for size in args.sizes:
-        for target in fronts:
-            wrk.run(target.base_url + SIZES[size][0], args.connections, "2s", CLIENT_HEADER)
+        for conns, _, group in loads(args, fronts):
+            for target in group:
+                wrk.run(target.base_url + SIZES[size][0], conns, args.warmup, CLIENT_HEADER)
     runs: list[dict[str, Any]] = []
     for rnd in range(1, args.rounds + 1):
         for size in args.sizes:
-            for conns, duration in loads:
-                for target in fronts:
-                    result = wrk.run(
-                        target.base_url + SIZES[size][0], conns, duration, CLIENT_HEADER
-                    )
-                    runs.append(
-                        {
-                            "round": rnd,
-                            "target": target.name,
-                            "size": size,
-                            "connections": conns,
-                            **result.as_dict(),
-                            "load_average": os.getloadavg()[0],  # noise from other work
-                        }
-                    )
-                    warn = f"  {result.errors} errors!" if result.errors else ""
-                    print(
-                        f"  round {rnd}  {size:>5}  c{conns:<3} {target.name:<17}"
-                        f" {result.rps:>10,.0f} req/s  p50 {report.ms(result.p50_ms):>9}"
-                        f"  p99 {report.ms(result.p99_ms):>9}{warn}",
-                        flush=True,
-                    )
+            for conns, duration, group in loads(args, fronts):
+                for target in group:
+                    row = meter.run(target, upstream, SIZES[size][0], conns, duration)
+                    row = {"round": rnd, "target": target.name, "size": size, **row}
+                    row["load_average"] = os.getloadavg()[0]  # noise from other work
+                    runs.append(row)
+                    print_run(row)
     return runs
 
 
-def peak_rss(fronts: list[Target]) -> dict[str, dict[str, int]]:
-    out = {}
-    for target in fronts:
-        pid = target.pid
-        if pid is not None and target.worker:
-            pid = next(iter(targets.children(pid)), None)
-        if pid is not None:
-            out[target.name] = targets.memory_kb(pid)
-    return out
+def print_run(row: dict[str, Any]) -> None:
+    errors = row["non_2xx"] + row["socket_errors"]
+    warn = f"  {errors} errors!" if errors else ""
+    if not row["settled"]:
+        warn += "  the upstream was still busy from the previous run!"
+    if not row["count_ok"]:
+        warn += f"  the front counted {row['answered']} requests, wrk {row['requests']}!"
+    print(
+        f"  round {row['round']}  {row['size']:>5}  c{row['connections']:<3}"
+        f" {row['target']:<21} {row['rps']:>8,.0f} req/s  p50 {report.ms(row['p50_ms']):>9}"
+        f"  p99 {report.ms(row['p99_ms']):>9}  {report.us(row['cpu_us']):>9}/req"
+        f"  {row['front_cores']:>4.0%} core{warn}",
+        flush=True,
+    )
+
+
+def largest(sizes: list[str]) -> str:
+    return max(sizes, key=lambda size: SIZES[size][1])
+
+
+def memory_runs(
+    args: argparse.Namespace, fronts: list[Target]
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
+    """One run per front at the largest size and ``--memory-connections``, then peak RSS."""
+    runs = []
+    if args.memory_connections:
+        size = largest(args.sizes)
+        print(f"\nmemory: {size} at {args.memory_connections} connections", flush=True)
+        for target in fronts[1:]:
+            row = meter.run(target, fronts[0], SIZES[size][0], args.memory_connections, args.memory)
+            runs.append({"target": target.name, "size": size, **row})
+    memory = {t.name: procstat.memory_kb(t.pid) for t in fronts[1:]}
+    return runs, memory
 
 
 def print_report(
     args: argparse.Namespace,
+    info: dict[str, Any],
     fronts: list[Target],
     runs: list[dict[str, Any]],
     memory: dict[str, dict[str, int]],
-    info: dict[str, Any],
 ) -> list[str]:
-    cells = report.aggregate(runs)
     names = [t.name for t in fronts]
+    busy_loads = [args.connections, *args.wide_connections, 1]
+    wide = args.wide_connections[0] if args.wide_connections else None
     hwm = {name: mem["VmHWM"] for name, mem in memory.items() if "VmHWM" in mem}
+    memory_load = (largest(args.sizes), args.memory_connections)
+    sizes = ", ".join(f"{s} = {n:,} bytes" for s, n in info["body_bytes"].items())
     lines = [
-        f"## Results: {info['cpus']} CPU(s) {info['cpu_model']}, {info['nginx']}, "
-        f"{args.rounds} round(s) of {args.duration} (busy) / {args.low_duration} (1 conn), "
-        f"load average {info['load_average_at_start'][0]:.1f} at the start, "
-        f"{os.getloadavg()[0]:.1f} at the end",
+        f"## Results: commit {info['commit']}, {info['cpus']} CPU(s) {info['cpu_model']}, "
+        f"{info['nginx']}, Python {info['python']}; {args.rounds} round(s) of "
+        f"{args.duration} (busy) / {args.low_duration} (1 conn); bodies {sizes}",
         "",
-        *report.results_table(cells, names, args.sizes, [args.connections, 1], hwm),
+        "### Goals: CPU per request as ratios, medians of alternating rounds",
         "",
-        *report.ratios_table(cells, names[1:], args.sizes, args.connections),
+        *headline.goals_table(runs, args.connections, wide, hwm, memory_load),
+        "",
+        "### CPU per request and per-core ratios",
+        "",
+        *headline.per_core_table(runs, names[1:], args.sizes, busy_loads),
+        "",
+        "### Every target",
+        "",
+        *report.results_table(report.aggregate(runs), names, args.sizes, busy_loads),
+        "",
+        f"### Memory (after the {memory_load[0]} run at {memory_load[1]} connections)",
+        "",
+        *report.memory_table(memory, names[1:]),
+        "",
+        report.noise_line(runs, info["load_average_at_start"][0], os.getloadavg()[0]),
     ]
     print("\n" + "\n".join(lines))
     return lines
 
 
-def save(
-    args: argparse.Namespace,
-    info: dict[str, Any],
-    runs: list[dict[str, Any]],
-    memory: dict[str, dict[str, int]],
-    table: list[str],
-) -> Path:
+def save(args: argparse.Namespace, info: dict[str, Any], **data: Any) -> Path:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{time.strftime('%Y%m%d-%H%M%S')}.json"
-    data = {
-        "machine": info,
-        "args": {k: v for k, v in vars(args).items() if k != "keep"},
-        "runs": runs,
-        "memory_kb": memory,
-        "table": table,
-    }
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    info = {**info, "load_average_at_end": os.getloadavg()}
+    arguments = {k: v for k, v in vars(args).items() if k != "keep"}
+    path.write_text(json.dumps({"machine": info, "args": arguments, **data}, indent=2) + "\n")
     return path
 
 
@@ -291,7 +231,7 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = options.parse(argv)
     tools = find_tools()
     info = machine(tools)
     if info["load_average_at_start"][0] > 0.5 * (info["cpus"] or 1):
@@ -305,19 +245,18 @@ def main(argv: list[str] | None = None) -> int:
     procs = Processes(work)
     try:
         print(f"starting servers (configs and logs in {work})", flush=True)
-        fronts = start_targets(procs, tools, args.variants)
+        files = bodies.write_site(work / "site")
+        fronts = targets.start(procs, tools["nginx"], args.variants, work / "site")
         for size in args.sizes:
             for target in fronts:
-                check(target, size)
+                targets.check(target, size, files)
         runs = measure(args, fronts)
-        memory = peak_rss(fronts)
-        table = print_report(args, fronts, runs, memory, info)
-        print(f"\nraw numbers: {save(args, info, runs, memory, table).relative_to(REPO)}")
+        mem_runs, memory = memory_runs(args, fronts)
+        table = print_report(args, info, fronts, runs, memory)
+        path = save(args, info, runs=runs, memory_runs=mem_runs, memory_kb=memory, table=table)
+        print(f"\nraw numbers: {path.relative_to(targets.REPO)}")
         return 0
-    except StartError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 1
-    except wrk.WrkError as exc:
+    except (StartError, wrk.WrkError, OSError) as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

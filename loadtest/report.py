@@ -1,7 +1,8 @@
-"""From raw wrk runs to the markdown tables bench.py prints.
+"""From raw runs to the markdown tables bench.py prints: results per target, memory, noise.
 
 Each (target, size, connections) cell is the median over the rounds; "±" is half the spread
-between the slowest and the fastest round, relative to the median, so a noisy machine shows.
+between the lowest and the highest round, relative to the median, so a noisy machine shows.
+The headline ratios are in headline.py.
 """
 
 from __future__ import annotations
@@ -11,35 +12,50 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+Key = tuple[str, str, int]  # target, size, connections
+
 
 @dataclass(frozen=True)
 class Cell:
-    target: str
-    size: str
-    connections: int
     rps: float
-    spread: float  # (max - min) / 2 / median of req/s over the rounds
+    rps_spread: float
     p50_ms: float
     p99_ms: float
-    errors: int
+    cpu_us: float  # the front's CPU per request, microseconds
+    cpu_spread: float
+    front_cores: float  # the front's CPU time over the run's wall time: 1.0 is one core busy
+    errors: int  # non-2xx answers and socket errors, all rounds
+    count_gaps: int  # rounds where the front's own count disagreed with wrk's
     rounds: int
 
 
-def aggregate(runs: Iterable[dict[str, Any]]) -> dict[tuple[str, str, int], Cell]:
-    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+def spread(values: Sequence[float]) -> float:
+    median = statistics.median(values)
+    return (max(values) - min(values)) / 2 / median if median else 0.0
+
+
+def group(runs: Iterable[dict[str, Any]]) -> dict[Key, list[dict[str, Any]]]:
+    groups: dict[Key, list[dict[str, Any]]] = {}
     for run in runs:
         groups.setdefault((run["target"], run["size"], run["connections"]), []).append(run)
+    return groups
+
+
+def aggregate(runs: Iterable[dict[str, Any]]) -> dict[Key, Cell]:
     cells = {}
-    for key, rows in groups.items():
+    for key, rows in group(runs).items():
         rps = [r["rps"] for r in rows]
-        median = statistics.median(rps)
+        cpu = [r["cpu_us"] for r in rows]
         cells[key] = Cell(
-            *key,
-            rps=median,
-            spread=(max(rps) - min(rps)) / 2 / median if median else 0.0,
+            rps=statistics.median(rps),
+            rps_spread=spread(rps),
             p50_ms=statistics.median(r["p50_ms"] for r in rows),
             p99_ms=statistics.median(r["p99_ms"] for r in rows),
+            cpu_us=statistics.median(cpu),
+            cpu_spread=spread(cpu),
+            front_cores=statistics.median(r["front_cores"] for r in rows),
             errors=sum(r["non_2xx"] + r["socket_errors"] for r in rows),
+            count_gaps=sum(not r["count_ok"] for r in rows),
             rounds=len(rows),
         )
     return cells
@@ -51,30 +67,23 @@ def ms(value: float) -> str:
     return f"{value:.1f} ms" if value < 100 else f"{value:.0f} ms"
 
 
-def signed_ms(value: float) -> str:
-    return ("+" if value >= 0 else "−") + ms(abs(value))
+def us(value: float) -> str:
+    return f"{value:.1f} µs" if value < 100 else f"{value:,.0f} µs"
 
 
-def mib(kb: int | None) -> str:
-    return "–" if kb is None else f"{kb / 1024:.1f} MiB"
+def mb(kb: int | None) -> str:
+    """KiB as MB (10^6 bytes), the unit of the memory goal."""
+    return "–" if kb is None else f"{kb * 1024 / 1e6:.1f} MB"
 
 
-def _ratio(a: Cell | None, b: Cell | None) -> str:
-    return f"{a.rps / b.rps:.2f}" if a and b and b.rps else "–"
-
-
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return lines
 
 
 def results_table(
-    cells: dict[tuple[str, str, int], Cell],
-    targets: Sequence[str],
-    sizes: Sequence[str],
-    loads: Sequence[int],
-    peak_rss_kb: dict[str, int],
+    cells: dict[Key, Cell], targets: Sequence[str], sizes: Sequence[str], loads: Sequence[int]
 ) -> list[str]:
     rows = []
     for size in sizes:
@@ -83,49 +92,41 @@ def results_table(
                 cell = cells.get((target, size, conns))
                 if cell is None:
                     continue
-                rps = f"{cell.rps:,.0f}"
+                rps, cpu = f"{cell.rps:,.0f}", us(cell.cpu_us)
                 if cell.rounds > 1:
-                    rps += f" ±{cell.spread:.0%}"
+                    rps += f" ±{cell.rps_spread:.0%}"
+                    cpu += f" ±{cell.cpu_spread:.0%}"
                 if cell.errors:
                     rps += f" ({cell.errors} errors!)"
-                rss = mib(peak_rss_kb.get(target))
-                rows.append((target, size, str(conns), rps, ms(cell.p50_ms), ms(cell.p99_ms), rss))
-    header = ("target", "size", "conns", "req/s", "p50", "p99", "peak RSS")
-    return _table(header, rows)
+                if cell.count_gaps:
+                    cpu += f" (count off in {cell.count_gaps} round(s)!)"
+                cores = f"{cell.front_cores:.0%}"
+                rows.append(
+                    (target, size, str(conns), rps, ms(cell.p50_ms), ms(cell.p99_ms), cpu, cores)
+                )
+    header = ("target", "size", "conns", "req/s", "p50", "p99", "CPU/request", "front busy")
+    return table(header, rows)
 
 
-def ratios_table(
-    cells: dict[tuple[str, str, int], Cell],
-    fronts: Sequence[str],
-    sizes: Sequence[str],
-    busy: int,
-) -> list[str]:
-    """Each front (nginx, switchback variants) against direct, nginx and switchback plain.
+def memory_table(memory: dict[str, dict[str, int]], fronts: Sequence[str]) -> list[str]:
+    rows = [
+        (name, mb(memory[name].get("VmHWM")), mb(memory[name].get("VmRSS")))
+        for name in fronts
+        if name in memory
+    ]
+    return table(("front", "peak RSS", "RSS at the end"), rows)
 
-    Throughput ratios are at ``busy`` connections; the added p99 is at one connection, where
-    it is the proxy's own latency rather than queueing.
-    """
-    rows = []
-    for size in sizes:
-        direct = cells.get(("direct", size, busy))
-        nginx = cells.get(("nginx", size, busy))
-        plain = cells.get(("switchback", size, busy))
-        direct1 = cells.get(("direct", size, 1))
-        for front in fronts:
-            cell = cells.get((front, size, busy))
-            if cell is None:
-                continue
-            cell1 = cells.get((front, size, 1))
-            added = signed_ms(cell1.p99_ms - direct1.p99_ms) if cell1 and direct1 else "–"
-            vs_nginx = _ratio(cell, nginx) if front != "nginx" else "–"
-            vs_plain = _ratio(cell, plain) if front.startswith("switchback+") else "–"
-            rows.append((front, size, _ratio(cell, direct), vs_nginx, added, vs_plain))
-    header = (
-        "front",
-        "size",
-        f"req/s ÷ direct ({busy} conns)",
-        "req/s ÷ nginx",
-        "p99 − direct p99 (1 conn)",
-        "req/s ÷ switchback plain",
+
+def noise_line(runs: Sequence[dict[str, Any]], load_start: float, load_end: float) -> str:
+    """How much else the machine did while the runs ran."""
+    if not runs:
+        return ""
+    other = [r["other_cores"] for r in runs]
+    steal = [r["steal_cores"] for r in runs]
+    load = [r["load_average"] for r in runs]
+    return (
+        f"Other work on the machine during the runs: median {statistics.median(other):.2f} "
+        f"of a core, the busiest run {max(other):.2f}; steal median "
+        f"{statistics.median(steal):.2f}, max {max(steal):.2f}; load average "
+        f"{load_start:.1f} at the start, {max(load):.1f} at the most, {load_end:.1f} at the end."
     )
-    return _table(header, rows)

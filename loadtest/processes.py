@@ -1,0 +1,116 @@
+"""The servers of one benchmark run: started in a session of their own, waited for, stopped.
+
+Everything listens on loopback on ports picked free; every config and log lives in the run's
+temporary directory, and ``Processes`` stops what it started, in reverse order.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from configs import HOST
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join("    " + line for line in text[-lines:]) or "(empty log)"
+
+
+class StartError(RuntimeError):
+    pass
+
+
+@dataclass
+class Processes:
+    """The servers of one run, stopped in reverse order by ``stop_all`` (idempotent)."""
+
+    work: Path
+    started: list[tuple[str, subprocess.Popen[bytes], Path]] = field(default_factory=list)
+
+    def start(self, name: str, argv: list[str], cwd: Path | None = None) -> subprocess.Popen[bytes]:
+        log = self.work / f"{name}.log"
+        with log.open("wb") as out:
+            # A session of its own: a Ctrl-C in the terminal reaches only bench.py, which then
+            # stops everything in order instead of racing the servers' own SIGINT handling.
+            proc = subprocess.Popen(  # noqa: S603 - fixed argv
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=cwd,
+            )
+        self.started.append((name, proc, log))
+        return proc
+
+    def fail(self, name: str, message: str) -> StartError:
+        log = next((log for n, _, log in self.started if n == name), self.work / f"{name}.log")
+        return StartError(f"{name}: {message}\n  last lines of {log}:\n{log_tail(log)}")
+
+    def wait_port(self, name: str, port: int, timeout: float = 15.0) -> None:
+        def listening() -> bool:
+            try:
+                with socket.create_connection((HOST, port), timeout=0.5):
+                    return True
+            except OSError:
+                return False
+
+        what = f"nothing listening on {HOST}:{port} after {timeout:g} s"
+        self._wait(name, listening, timeout, 0.05, what)
+
+    def wait_ready(self, name: str, url: str, timeout: float = 30.0) -> None:
+        def ready() -> bool:
+            try:
+                with urllib.request.urlopen(url, timeout=1.0) as resp:  # noqa: S310 - loopback
+                    return bool(resp.status == 200)
+            except (OSError, urllib.error.URLError):
+                return False
+
+        self._wait(name, ready, timeout, 0.1, f"{url} did not answer 200 within {timeout:g} s")
+
+    def _wait(
+        self, name: str, probe: Callable[[], bool], timeout: float, pause: float, what: str
+    ) -> None:
+        """Run ``probe`` every ``pause`` seconds until it is true; fail if ``name`` exits first."""
+        proc = self._proc(name)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise self.fail(name, f"exited with status {proc.returncode} while starting")
+            if probe():
+                return
+            time.sleep(pause)
+        raise self.fail(name, what)
+
+    def _proc(self, name: str) -> subprocess.Popen[bytes]:
+        return next(proc for n, proc, _ in self.started if n == name)
+
+    def stop_all(self, grace: float = 10.0) -> None:
+        while self.started:
+            name, proc, _ = self.started.pop()
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(grace)
+                except subprocess.TimeoutExpired:
+                    print(f"  {name} ignored SIGTERM for {grace:g} s: killing it", file=sys.stderr)
+                    proc.kill()
+                    proc.wait()
