@@ -23,13 +23,13 @@ from typing import Any
 
 import msgspec
 
-from proxy.app.metrics import ROLLOUT_STATES, Metrics
 from proxy.config.load import initial_traffic
-from proxy.core.rollout import Rollout, Transition, apply, judge
+from proxy.core.rollout import STATES, Rollout, Transition, apply, judge
 from proxy.core.routing import TrafficState
 from proxy.core.window import Windows
 from proxy.errors import RolloutError, StateError
 from proxy.schema import Config
+from proxy.traffic.metrics import TrafficMetrics
 from proxy.traffic.state import (
     PersistedState,
     Source,
@@ -52,7 +52,7 @@ class TrafficControl:
     def __init__(
         self,
         config: Config,
-        metrics: Metrics,
+        metrics: TrafficMetrics,
         windows: Windows,
         clock: Callable[[], float],
         on_rollback: Callable[[str], None],
@@ -295,7 +295,7 @@ class TrafficControl:
         for release, weight in self.traffic.weights.items():
             m.weight.labels(release).set(weight)
             m.stable.labels(release).set(1 if release == self.traffic.stable else 0)
-        for state in ROLLOUT_STATES:
+        for state in STATES:
             m.rollout_state.labels(state).set(1 if state == self.rollout.state else 0)
         active = self.rollout.state in ("ramping", "paused", "awaiting_promotion")
         m.rollout_step.set(self.rollout.step_index if active else -1)
