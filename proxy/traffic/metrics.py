@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from proxy.core.verdict import Breach
 from proxy.metric_tables import CounterTable, HistogramTable
 
 LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 )  # fmt: skip
 
-ROLLBACK_REASONS = ("manual", "error_rate", "latency")
+MANUAL = "manual"  # the rollbacks metric's reason for an operator's rollback
+ROLLBACK_REASONS = (MANUAL, *(breach.value for breach in Breach))
 
 
 class TrafficMetrics:
