@@ -52,7 +52,7 @@ import msgspec
 
 from proxy.core.verdict import Breach, Thresholds, Verdict, judge
 from proxy.core.window import WindowStats
-from proxy.errors import RolloutError
+from proxy.errors import InvalidInput, RolloutError
 from proxy.schema import RolloutConfig
 
 State = Literal["idle", "ramping", "paused", "awaiting_promotion", "rolled_back", "promoted"]
@@ -97,17 +97,18 @@ class Rollout(msgspec.Struct, frozen=True, kw_only=True):
 
     @classmethod
     def from_config(cls, cfg: RolloutConfig, overrides: Mapping[str, Any]) -> Rollout:
-        """An idle rollout from the config's defaults with ``POST /rollout`` overrides on top."""
+        """An idle rollout from the config's defaults with ``POST /rollout`` overrides on top;
+        an override that is not valid raises ``InvalidInput`` naming it."""
         unknown = sorted(set(overrides) - set(_CHECKS))
         if unknown:
-            raise RolloutError(
+            raise InvalidInput(
                 f"rollout.{unknown[0]}: unknown setting (known: {', '.join(_CHECKS)})"
             )
         values = {key: getattr(cfg, key) for key in _CHECKS} | dict(overrides)
         for key, check in _CHECKS.items():
             problem = check(values[key])
             if problem:
-                raise RolloutError(f"rollout.{key}: {values[key]!r} {problem}")
+                raise InvalidInput(f"rollout.{key}: {values[key]!r} {problem}")
         return cls(
             steps=tuple(float(s) for s in values["steps"]),
             step_seconds=float(values["step_seconds"]),

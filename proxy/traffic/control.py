@@ -41,7 +41,7 @@ from proxy.core.rollout import (
 )
 from proxy.core.routing import TrafficState
 from proxy.core.window import Windows
-from proxy.errors import RolloutError, StateError
+from proxy.errors import InvalidInput, RolloutError, StateError
 from proxy.schema import Config
 from proxy.traffic.metrics import MANUAL, TrafficMetrics
 from proxy.traffic.state import (
@@ -150,9 +150,9 @@ class TrafficControl:
 
     # -- admin actions --
     def set_weights(self, weights: Mapping[str, float]) -> dict[str, Any]:
+        clean = check_weights(weights, self.traffic)  # bad input first: it never works
         if self.rollout.state == RAMPING:
             raise RolloutError("a rollout is ramping: pause it or roll back before setting weights")
-        clean = check_weights(weights, self.traffic)
         self._swap(self.traffic.with_weights(clean))
         log.info("weights set to %s", _fmt_weights(clean))
         return self.summary()
@@ -317,27 +317,28 @@ class TrafficControl:
 
 
 def check_weights(weights: Mapping[str, Any], traffic: TrafficState) -> dict[str, float]:
-    """Validate an admin weight change; one release given means the other gets the rest."""
+    """Validate an admin weight change; one release given means the other gets the rest.
+    A value that can never be right is ``InvalidInput`` (400), not an illegal move."""
     releases = (traffic.stable, traffic.candidate)
     if not isinstance(weights, Mapping) or not weights:
-        raise RolloutError('weights: expected an object such as {"blue": 75, "green": 25}')
+        raise InvalidInput('weights: expected an object such as {"blue": 75, "green": 25}')
     clean: dict[str, float] = {}
     for name, value in weights.items():
         if name not in releases:
-            raise RolloutError(f"weights.{name}: unknown release (known: {', '.join(releases)})")
+            raise InvalidInput(f"weights.{name}: unknown release (known: {', '.join(releases)})")
         if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-            raise RolloutError(f"weights.{name}: {value!r} is not a number")
+            raise InvalidInput(f"weights.{name}: {value!r} is not a number")
         if not 0 <= value <= 100:
-            raise RolloutError(f"weights.{name}: {value} is not a percentage (0-100)")
+            raise InvalidInput(f"weights.{name}: {value} is not a percentage (0-100)")
         if round(value, 2) != value:
-            raise RolloutError(f"weights.{name}: {value} has more than two decimals")
+            raise InvalidInput(f"weights.{name}: {value} has more than two decimals")
         clean[name] = float(value)
     if len(clean) == 1:
         ((name, value),) = clean.items()
         other = releases[1] if name == releases[0] else releases[0]
         clean[other] = round(100.0 - value, 2)
     if abs(sum(clean.values()) - 100.0) > 1e-6:
-        raise RolloutError(f"weights: {_fmt_weights(clean)} do not sum to 100")
+        raise InvalidInput(f"weights: {_fmt_weights(clean)} do not sum to 100")
     return clean
 
 

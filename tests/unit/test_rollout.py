@@ -38,7 +38,7 @@ from proxy.core.rollout import (
     window_seconds,
 )
 from proxy.core.window import WindowStats
-from proxy.errors import RolloutError
+from proxy.errors import InvalidInput, RolloutError
 from proxy.schema import RolloutConfig
 
 CFG = RolloutConfig()  # steps 1, 5, 10, 25, 50, 100; 60 s each; 100 requests; 1%, 2x; 500 ms, 1.5x
@@ -530,7 +530,7 @@ def test_from_config_takes_the_config_and_the_overrides() -> None:
     ],
 )
 def test_from_config_rejects_bad_overrides(overrides: dict[str, Any], message: str) -> None:
-    with pytest.raises(RolloutError) as info:
+    with pytest.raises(InvalidInput) as info:  # bad input (400), not an illegal move (409)
         Rollout.from_config(CFG, overrides)
     assert str(info.value).startswith(message)
 
