@@ -11,19 +11,23 @@ Who may do what (``Authorization: Bearer <token>``, tokens compared in constant 
 With no token configured, writes are accepted only from loopback peers (the config loader
 already refuses a non-loopback admin listener without a token; this is the second lock).
 
-One middleware does the auth and turns every failure into ``{"error": "..."}``:
+One middleware does the auth, and ``error_answer`` turns every failure into
+``{"error": "<message>", "code": "<code>"}``, with the status and code read off the exception
+(``proxy.errors``):
 
-    malformed JSON, wrong shapes, ConfigError   400
-    missing or wrong token                      401 (WWW-Authenticate: Bearer)
+    malformed JSON, wrong shapes or values      400 invalid_input (InvalidInput)
+    a config file refused by POST /reload       400 invalid_config (ConfigError)
+    missing or wrong token                      401 unauthorized (WWW-Authenticate: Bearer)
     write without a token from a remote peer,
-    or with the read token                      403
-    unknown route / wrong method                404 / 405
-    RolloutError                                409
-    LedgerError (the report cannot be made)     503
-    anything else                               500 "internal error" (traceback to the log only)
+    or with the read token                      403 forbidden
+    unknown route / wrong method                404 not_found / 405 method_not_allowed
+    an illegal rollout move                     409 illegal_move (RolloutError)
+    the report cannot be made                   503 ledger_unavailable (LedgerError)
+    anything else                               500 internal_error (traceback to the log only)
 
 Handlers check shapes and types only; whether a value makes sense (weights sum to 100, steps
-ascend, a release exists) is the runtime's call, which says so with RolloutError or ConfigError.
+ascend, a release exists) is the runtime's call, which says so with InvalidInput; whether the
+move is legal now, with RolloutError.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import prometheus_client
 from aiohttp import web
 
 from proxy.config.checks import admin_reads_need_token, is_loopback, is_set
-from proxy.errors import ConfigError, LedgerError, RolloutError
+from proxy.errors import AccessDenied, InvalidInput, SwitchbackError, Unauthorized
 from proxy.schema import AdminConfig, Config
 
 log = logging.getLogger(__name__)
@@ -54,13 +58,13 @@ class AdminRuntime(Protocol):
 
     def status(self) -> dict[str, Any]: ...
 
-    def set_weights(self, weights: dict[str, float]) -> dict[str, Any]: ...  # RolloutError
+    def set_weights(self, weights: dict[str, float]) -> dict[str, Any]: ...  # InvalidInput
 
     def rollback(self, reason: str) -> dict[str, Any]: ...
 
     def promote(self) -> dict[str, Any]: ...  # RolloutError
 
-    def start_rollout(self, overrides: dict[str, Any]) -> dict[str, Any]: ...  # RolloutError
+    def start_rollout(self, overrides: dict[str, Any]) -> dict[str, Any]: ...  # InvalidInput
 
     def pause_rollout(self) -> dict[str, Any]: ...
 
@@ -77,15 +81,6 @@ RUNTIME = web.AppKey[AdminRuntime]("runtime")
 _OPEN_METHODS = frozenset({"GET", "HEAD"})
 _PROBES = frozenset({"/healthz", "/readyz"})  # open to every peer, whatever the config
 DEFAULT_ROLLBACK_REASON = "manual rollback via the admin API"
-
-
-class ApiError(Exception):
-    """A refusal with a status; ``str(err)`` is the message sent as ``{"error": ...}``."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.headers = headers or {}
 
 
 def make_admin_app(runtime: AdminRuntime) -> web.Application:
@@ -122,20 +117,20 @@ async def _errors_and_auth(request: web.Request, handler: _Handler) -> web.Strea
             elif _route(request) not in _PROBES and admin_reads_need_token(admin):
                 _authorize_read(request, admin)
         return await handler(request)
-    except ApiError as exc:
-        return error_response(exc.status, str(exc), exc.headers)
-    except RolloutError as exc:
-        return error_response(409, str(exc))
-    except ConfigError as exc:
-        return error_response(400, str(exc))
-    except LedgerError as exc:
-        return error_response(503, str(exc))
-    except web.HTTPException as exc:
+    except Exception as exc:
+        return error_answer(request, exc)
+
+
+def error_answer(request: web.Request, exc: Exception) -> web.Response:
+    """The one place an exception becomes the admin API's JSON error."""
+    if isinstance(exc, SwitchbackError):
+        return _error_json(exc.status, exc.code, str(exc), exc.headers)
+    if isinstance(exc, web.HTTPException):  # aiohttp's own: an unknown route, a wrong method
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-        return error_response(exc.status, _http_message(request, exc), headers)
-    except Exception:
-        log.exception("admin API: %s %s failed", request.method, request.path)
-        return error_response(500, "internal error")
+        code = exc.reason.lower().replace(" ", "_")
+        return _error_json(exc.status, code, _http_message(request, exc), headers)
+    log.exception("admin API: %s %s failed", request.method, request.path, exc_info=exc)
+    return _error_json(500, SwitchbackError.code, "internal error")
 
 
 def _route(request: web.Request) -> str:
@@ -149,31 +144,31 @@ def _authorize(request: web.Request, admin: AdminConfig) -> None:
     if not token:
         # The peer is an IP address; a Unix socket or an unknown peer ("") is not loopback.
         if not is_loopback(request.remote or ""):
-            raise ApiError(403, "admin writes from a non-loopback peer need admin.token set")
+            raise AccessDenied("admin writes from a non-loopback peer need admin.token set")
         return
     supplied = _bearer(request)
     if _matches(supplied, token):
         return
     if is_set(admin.read_token) and _matches(supplied, admin.read_token):
-        raise ApiError(403, "the admin read token allows reads only; changes need admin.token")
-    raise ApiError(401, "invalid admin token", {"WWW-Authenticate": "Bearer"})
+        raise AccessDenied("the admin read token allows reads only; changes need admin.token")
+    raise Unauthorized("invalid admin token")
 
 
 def _authorize_read(request: web.Request, admin: AdminConfig) -> None:
     tokens = [token for token in (admin.token, admin.read_token) if is_set(token)]
     if not tokens:  # the loader refuses this config; never open by mistake
-        raise ApiError(403, "admin reads beyond loopback need admin.token or admin.read_token")
+        raise AccessDenied("admin reads beyond loopback need admin.token or admin.read_token")
     supplied = _bearer(request)
     # Compare with every token, so that the time taken does not say which one was close.
     if not sum(_matches(supplied, token) for token in tokens):
-        raise ApiError(401, "invalid admin token", {"WWW-Authenticate": "Bearer"})
+        raise Unauthorized("invalid admin token")
 
 
 def _bearer(request: web.Request) -> str:
     """The bearer token sent, stripped; 401 when there is none."""
     scheme, _, supplied = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not supplied.strip():
-        raise ApiError(401, "missing admin token", {"WWW-Authenticate": "Bearer"})
+        raise Unauthorized("missing admin token")
     return supplied.strip()
 
 
@@ -199,10 +194,10 @@ def json_response(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=body, status=status, content_type="application/json")
 
 
-def error_response(
-    status: int, message: str, headers: dict[str, str] | None = None
+def _error_json(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> web.Response:
-    response = json_response({"error": message}, status)
+    response = json_response({"error": message, "code": code}, status)
     response.headers.update(headers or {})
     return response
 
@@ -234,7 +229,7 @@ async def _deprecations(request: web.Request) -> web.Response:
     days = None
     if raw is not None:
         if not (raw.isascii() and raw.isdigit() and int(raw) > 0):
-            raise ApiError(400, f"days: {_show(raw)} is not a positive whole number")
+            raise InvalidInput(f"days: {_show(raw)} is not a positive whole number")
         days = int(raw)
     return json_response(request.app[RUNTIME].deprecation_report(days))
 
@@ -247,7 +242,7 @@ async def _put_traffic(request: web.Request) -> web.Response:
     _no_unknown_keys(body, {"weights"})
     raw = body.get("weights")
     if not isinstance(raw, dict) or not raw:
-        raise ApiError(400, f'weights: expected an object like {{"green": 25}}, got {_show(raw)}')
+        raise InvalidInput(f'weights: expected an object like {{"green": 25}}, got {_show(raw)}')
     weights = {name: _number(f"weights.{name}", value) for name, value in raw.items()}
     return json_response(request.app[RUNTIME].set_weights(weights))
 
@@ -257,7 +252,7 @@ async def _rollback(request: web.Request) -> web.Response:
     _no_unknown_keys(body, {"reason"})
     reason = body.get("reason", DEFAULT_ROLLBACK_REASON)
     if not isinstance(reason, str):
-        raise ApiError(400, f"reason: {_show(reason)} is not a string")
+        raise InvalidInput(f"reason: {_show(reason)} is not a string")
     return json_response(request.app[RUNTIME].rollback(reason.strip() or DEFAULT_ROLLBACK_REASON))
 
 
@@ -291,14 +286,14 @@ async def _read_object(request: web.Request, *, required: bool) -> dict[str, Any
     raw = await request.read()
     if not raw.strip():
         if required:
-            raise ApiError(400, "request body: expected a JSON object")
+            raise InvalidInput("request body: expected a JSON object")
         return {}
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise ApiError(400, f"request body: invalid JSON: {exc}") from None
+        raise InvalidInput(f"request body: invalid JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise ApiError(400, f"request body: expected a JSON object, got {_show(data)}")
+        raise InvalidInput(f"request body: expected a JSON object, got {_show(data)}")
     return data
 
 
@@ -306,7 +301,7 @@ def _no_unknown_keys(body: dict[str, Any], known: set[str]) -> None:
     unknown = sorted(set(body) - known)
     if unknown:
         expected = ", ".join(sorted(known))
-        raise ApiError(400, f"{unknown[0]}: unknown key (expected one of: {expected})")
+        raise InvalidInput(f"{unknown[0]}: unknown key (expected one of: {expected})")
 
 
 def _show(value: Any) -> str:
@@ -316,25 +311,25 @@ def _show(value: Any) -> str:
 
 def _number(path: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ApiError(400, f"{path}: {_show(value)} is not a number")
+        raise InvalidInput(f"{path}: {_show(value)} is not a number")
     return float(value)
 
 
 def _whole(path: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ApiError(400, f"{path}: {_show(value)} is not a whole number")
+        raise InvalidInput(f"{path}: {_show(value)} is not a whole number")
     return value
 
 
 def _flag(path: str, value: Any) -> bool:
     if not isinstance(value, bool):
-        raise ApiError(400, f"{path}: {_show(value)} is not true or false")
+        raise InvalidInput(f"{path}: {_show(value)} is not true or false")
     return value
 
 
 def _numbers(path: str, value: Any) -> list[float]:
     if not isinstance(value, list) or not value:
-        raise ApiError(400, f"{path}: {_show(value)} is not a list of numbers")
+        raise InvalidInput(f"{path}: {_show(value)} is not a list of numbers")
     return [_number(f"{path}[{i}]", item) for i, item in enumerate(value)]
 
 

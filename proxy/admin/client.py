@@ -1,8 +1,8 @@
 """A small synchronous client for the admin API, on urllib (the CLI needs no event loop).
 
 Every failure becomes ``AdminError``: an answer with an error status carries the server's
-``error`` text and the status; an admin API that cannot be reached (refused, timed out, not
-HTTP) carries ``cannot reach the admin API at URL: reason`` and no status.
+``error`` text, the status and the ``code``; an admin API that cannot be reached (refused,
+timed out, not HTTP) carries ``cannot reach the admin API at URL: reason`` and no status.
 """
 
 from __future__ import annotations
@@ -19,12 +19,16 @@ from proxy import __version__
 
 
 class AdminError(Exception):
-    """The admin API refused a call or could not be reached. ``str(err)`` is the message."""
+    """The admin API refused a call or could not be reached. ``str(err)`` is the message.
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    Not in ``proxy.errors``' tree: it reports what another process answered (``status`` and
+    ``code`` are the server's, None when there was no answer) and never becomes an answer."""
+
+    def __init__(self, message: str, status: int | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
+        self.code = code
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
@@ -70,7 +74,7 @@ class AdminClient:
             with _opener.open(request, timeout=self.timeout) as response:
                 status, raw = response.status, response.read()
         except urllib.error.HTTPError as exc:  # an answer, with an error status
-            raise AdminError(_error_text(exc), exc.code) from None
+            raise AdminError(*_error_of(exc)) from None
         except (OSError, http.client.HTTPException) as exc:  # URLError is an OSError
             reason = _reason(exc)
             raise AdminError(f"cannot reach the admin API at {self.base_url}: {reason}") from None
@@ -92,17 +96,22 @@ def _is_http_url(url: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
-def _error_text(exc: urllib.error.HTTPError) -> str:
-    """The server's ``error`` text, or the bare status when the body has none."""
+def _error_of(exc: urllib.error.HTTPError) -> tuple[str, int, str | None]:
+    """The server's ``error`` text (or the bare status when the body has none), the status,
+    and the server's ``code``."""
     try:
         data = orjson.loads(exc.read())
     except (OSError, http.client.HTTPException, orjson.JSONDecodeError):
         data = None
     finally:
         exc.close()
-    if isinstance(data, dict) and isinstance(data.get("error"), str):
-        return str(data["error"])
-    return f"HTTP {exc.code} {exc.reason}"
+    if not isinstance(data, dict):
+        data = {}
+    code = data.get("code")
+    code = code if isinstance(code, str) else None
+    if isinstance(data.get("error"), str):
+        return str(data["error"]), exc.code, code
+    return f"HTTP {exc.code} {exc.reason}", exc.code, code
 
 
 def _reason(exc: BaseException) -> str:

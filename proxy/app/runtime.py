@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from proxy.admin.api import make_admin_app
-from proxy.app.metrics import UPSTREAM_ERROR_KINDS, Metrics
+from proxy.app.metrics import Metrics
 from proxy.config.checks import split_host_port
 from proxy.config.load import load_config
 from proxy.config.secrets import api_key_secret
@@ -94,9 +94,9 @@ class Runtime:
         self.tasks: set[asyncio.Task[None]] = set()
         self.windows = Windows()
         self.control = TrafficControl(
-            config, self.metrics, self.windows, self.loop.time, self._close_tunnels_later
+            config, self.metrics.traffic, self.windows, self.loop.time, self._close_tunnels_later
         )
-        self.telemetry = Telemetry(config, self.metrics)
+        self.telemetry = Telemetry(config, self.metrics.deprecation)
         self.settings = listener_settings(config)
         self.upstream = Pools({}, self.spawn)
         self.pipeline = Pipeline(())
@@ -121,10 +121,10 @@ class Runtime:
         return target if target in self.upstream.pools else None
 
     def upstream_error(self, release: str, kind: str) -> None:
-        self.metrics.upstream_errors.labels(release, kind).inc()
+        self.metrics.data_plane.upstream_errors.labels(release, kind).inc()
 
     def rejected(self, reason: str) -> None:
-        self.metrics.rejected.inc((reason,))
+        self.metrics.data_plane.rejected.inc((reason,))
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = self.loop.create_task(coro)
@@ -140,7 +140,7 @@ class Runtime:
             IdentifyClient(ClientIdentifier(self.config.clients, self.api_key_secret)),
             ChooseRelease(lambda: self.control.traffic),
             DeprecationStep(self.telemetry) if deprecations else None,
-            RecordExchange(self.metrics, self.windows, self.loop),
+            RecordExchange(self.metrics.traffic, self.windows, self.loop),
         ]
         return Pipeline([step for step in steps if step is not None])
 
@@ -177,18 +177,16 @@ class Runtime:
         self.api_key_secret = self._resolve_api_key_secret(cfg)
         self.control.restore()
         self.upstream = Pools({name: self._make_pool(name) for name in cfg.releases}, self.spawn)
+        dp = self.metrics.data_plane
         for name in self.pools:
-            # Series that count failures exist from the start, at zero, so that rate() and
-            # increase() see the first failure after a restart.
-            for kind in UPSTREAM_ERROR_KINDS:
-                self.metrics.upstream_errors.labels(name, kind)
-            self.metrics.in_flight.labels(name).set_function(self._in_flight_of(name))
-            self.metrics.tunnels.labels(name).set_function(self._tunnels_of(name))
+            dp.add_release(name)
+            dp.in_flight.labels(name).set_function(self._in_flight_of(name))
+            dp.tunnels.labels(name).set_function(self._tunnels_of(name))
         await self.telemetry.start(self.spawn)
         self.pipeline = self.build_pipeline()
         raise_fd_limit(2 * cfg.limits.max_connections + 256)
-        self.metrics.loop_lag.set_function(lambda: self.listener.loop_lag)
-        self.metrics.shedding.set_function(lambda: 1.0 if self.listener.shedding else 0.0)
+        dp.loop_lag.set_function(lambda: self.listener.loop_lag)
+        dp.shedding.set_function(lambda: 1.0 if self.listener.shedding else 0.0)
         host, port = split_host_port(cfg.listen, any_port=True)
         await self.listener.start(host, port)
         self.admin_runner = web.AppRunner(make_admin_app(self), access_log=None)
@@ -254,10 +252,10 @@ class Runtime:
                 new = await asyncio.to_thread(load_config, self.config.source)
                 self._apply(new)
             except ConfigError as exc:
-                self.metrics.reload_failures.inc()
+                self.metrics.reloads.reload_failures.inc()
                 log.error("config reload refused, keeping the old config: %s", exc)
                 raise
-            self.metrics.reloads.inc()
+            self.metrics.reloads.reloads.inc()
             log.info("config reloaded from %s", new.source)
             return {"reloaded": new.source, **self.control.summary()}
 

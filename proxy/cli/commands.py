@@ -24,13 +24,16 @@ from proxy import __version__
 from proxy.admin.client import AdminClient, AdminError
 from proxy.admin.views import format_change, format_status
 from proxy.core.report import format_table, still_used
-from proxy.errors import ConfigError
+from proxy.errors import SwitchbackError
 
 DEFAULT_ADMIN = "http://127.0.0.1:9901"
 
 
 class CliError(Exception):
-    """A refused command or value; ``str(err)`` is the message, ``code`` the exit code."""
+    """A refused command or value; ``str(err)`` is the message, ``code`` the exit code.
+
+    Not in ``proxy.errors``' tree: it ends as a line on a terminal and an exit code, and never
+    crosses HTTP."""
 
     def __init__(self, message: str, code: int = 1) -> None:
         super().__init__(message)
@@ -49,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         _error(str(exc))
         return exc.code
-    except (AdminError, ConfigError) as exc:
+    except (AdminError, SwitchbackError) as exc:  # a ConfigError, a StateError, ...
         _error(str(exc))
     except KeyboardInterrupt:
         return 130
@@ -225,7 +228,8 @@ def _admin_command(func: Callable[[AdminClient, argparse.Namespace], Outcome], a
         data, text, code = func(client, args)
     except AdminError as exc:
         if exc.status == 401 and not token:
-            exc = AdminError(f"{exc} (give --token or set SWITCHBACK_ADMIN_TOKEN)", exc.status)
+            hint = f"{exc} (give --token or set SWITCHBACK_ADMIN_TOKEN)"
+            exc = AdminError(hint, exc.status, exc.code)
         raise exc from None
     print(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() if args.json else text)
     return code

@@ -1,36 +1,44 @@
-"""Progressive rollout: a pure state machine over plain values (after h11's ``_state.py``).
+r"""Progressive rollout: a pure state machine over plain values (after h11's ``_state.py``).
 
 Theory of operation
 -------------------
 A rollout moves the candidate release's weight up a list of steps (say 1, 5, 10, 25, 50, 100
 percent), holding each for ``step_seconds`` while the runtime feeds it, once a second or so, a
-``tick`` with the candidate's and the stable release's statistics over the step so far:
+``tick`` with the candidate's and the stable release's statistics over the step so far
+(``window_seconds``), judged by ``proxy.core.verdict.judge``:
 
-- a breach (``judge`` says "fail": 5xx rate or p99 above the limits) rolls back at once, at any
-  moment of the step, as soon as the candidate has ``min_requests`` requests in the window;
+- a breach (5xx rate or p99 above the limits) rolls back at once, at any moment of the step, as
+  soon as the candidate has ``min_requests`` requests in the window;
 - when the step's time is up, "pass" moves to the next step, while "hold" (too few requests to
   judge: "no data" is never a pass nor a fail) restarts the same step's timer;
 - passing the last step (100%) ends the rollout: ``promoted`` when ``auto_promote`` is on,
-  otherwise ``awaiting_promotion`` until an operator promotes.
+  otherwise ``awaiting_promotion`` until an operator promotes;
+- paused or awaiting promotion, the candidate still carries traffic, so a tick still judges
+  (``watch``): a breach rolls back, anything else changes nothing.
 
 Operators can ``pause`` and ``resume`` (resuming restarts the step's timer), ``promote`` by hand,
 and ``rollback`` from any state: "take it out now" must always work, so rollback is legal
-everywhere and idempotent, and always asks for the candidate's weight to be 0.
+everywhere and idempotent, and always asks for the candidate's weight to be 0. Once a rollout
+is over (rolled back or promoted), ``start`` begins a new one and ``promote`` promotes weights
+set by hand since (``promote_anew``), both from the settings passed in.
 
-    event \\ state  idle  ramping  paused  awaiting_promotion  rolled_back  promoted
-    start          ramp                                        ramp         ramp
-    tick           -     judge    -       -                   -            -
-    pause                paused
-    resume                        ramping
-    rollback       rb    rb       rb      rb                  rb           rb
-    promote        prom  prom     prom    prom
+Each cell names the handler of ``TRANSITIONS`` (without its underscore); an empty cell is an
+illegal move:
 
-Every transition is a row of ``TRANSITIONS``; a missing pair raises ``RolloutError``. ``apply``
-reads no clock and does no I/O: the caller passes ``now`` (wall-clock seconds, since the rollout
-is persisted and its step timer must survive a restart) and carries out the ``Transition``:
-first set the candidate's weight when ``candidate_weight`` is not None, then, when ``promote``
-is set, swap the roles, so that the promoted release is stable at 100% and the old one is the
-candidate at 0%.
+    event \ state  idle      ramping   paused    awaiting_promotion  rolled_back   promoted
+    start          start                                             start         start
+    tick           stay      tick      watch     watch               stay          stay
+    pause                    pause
+    resume                             resume
+    rollback       rollback  rollback  rollback  rollback            rollback      rollback
+    promote        promote   promote   promote   promote             promote_anew  promote_anew
+
+A missing pair raises ``RolloutError``. ``apply`` reads no clock and does no I/O: the caller
+passes ``now`` (wall-clock seconds, since the rollout is persisted and its step timer must
+survive a restart) and carries out the ``Transition``: first set the candidate's weight when
+``candidate_weight`` is not None, then, when ``promote`` is set, swap the roles, so that the
+promoted release is stable at 100% and the old one is the candidate at 0%. A rollback the
+rollout decided on its own names its ``breach`` (the rollbacks metric's reason).
 """
 
 from __future__ import annotations
@@ -38,12 +46,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from itertools import pairwise
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 import msgspec
 
+from proxy.core.verdict import Breach, Thresholds, Verdict, judge
 from proxy.core.window import WindowStats
-from proxy.errors import RolloutError
+from proxy.errors import InvalidInput, RolloutError
 from proxy.schema import RolloutConfig
 
 State = Literal["idle", "ramping", "paused", "awaiting_promotion", "rolled_back", "promoted"]
@@ -54,21 +63,14 @@ AWAITING_PROMOTION: Final = "awaiting_promotion"
 ROLLED_BACK: Final = "rolled_back"
 PROMOTED: Final = "promoted"
 STATES: tuple[State, ...] = (IDLE, RAMPING, PAUSED, AWAITING_PROMOTION, ROLLED_BACK, PROMOTED)
+IN_PROGRESS: frozenset[State] = frozenset({RAMPING, PAUSED, AWAITING_PROMOTION})  # candidate live
 
 START, TICK, PAUSE, RESUME, ROLLBACK, PROMOTE = (
     "start", "tick", "pause", "resume", "rollback", "promote"
 )  # fmt: skip
 EVENTS = (START, TICK, PAUSE, RESUME, ROLLBACK, PROMOTE)
 
-
-class Thresholds(msgspec.Struct, frozen=True, kw_only=True):
-    """What ``judge`` needs: how much data, and how bad the candidate may be."""
-
-    min_requests: int  # candidate requests in the window before judging at all
-    max_error_rate: float  # 5xx rate floor: breach above max(this, factor x stable's rate)
-    error_rate_factor: float
-    max_p99_ms: float  # p99 floor: breach above max(this, factor x stable's p99)
-    p99_factor: float
+MIN_WINDOW_SECONDS = 5.0  # the shortest window a tick judges (see ``window_seconds``)
 
 
 class Rollout(msgspec.Struct, frozen=True, kw_only=True):
@@ -95,17 +97,18 @@ class Rollout(msgspec.Struct, frozen=True, kw_only=True):
 
     @classmethod
     def from_config(cls, cfg: RolloutConfig, overrides: Mapping[str, Any]) -> Rollout:
-        """An idle rollout from the config's defaults with ``POST /rollout`` overrides on top."""
+        """An idle rollout from the config's defaults with ``POST /rollout`` overrides on top;
+        an override that is not valid raises ``InvalidInput`` naming it."""
         unknown = sorted(set(overrides) - set(_CHECKS))
         if unknown:
-            raise RolloutError(
+            raise InvalidInput(
                 f"rollout.{unknown[0]}: unknown setting (known: {', '.join(_CHECKS)})"
             )
         values = {key: getattr(cfg, key) for key in _CHECKS} | dict(overrides)
         for key, check in _CHECKS.items():
             problem = check(values[key])
             if problem:
-                raise RolloutError(f"rollout.{key}: {values[key]!r} {problem}")
+                raise InvalidInput(f"rollout.{key}: {values[key]!r} {problem}")
         return cls(
             steps=tuple(float(s) for s in values["steps"]),
             step_seconds=float(values["step_seconds"]),
@@ -154,53 +157,11 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
 
 
 # -- judgement --
-class Verdict(msgspec.Struct, frozen=True):
-    outcome: Literal["pass", "hold", "fail"]
-    reason: str
-
-
-def judge(candidate: WindowStats, stable: WindowStats, t: Thresholds) -> Verdict:
-    """Compare the candidate with the stable release over the same window.
-
-    Hold while the candidate has fewer than ``t.min_requests`` requests. Fail when its 5xx rate
-    exceeds max(floor, factor x stable's) or its p99 does. Stable's figures only count when it
-    has ``t.min_requests`` requests too; otherwise the floors alone apply (never looser).
-    """
-    if candidate.requests == 0 or candidate.requests < t.min_requests:
-        return Verdict("hold", f"{candidate.requests} of {t.min_requests} requests")
-    c, s = candidate.release or "candidate", stable.release or "stable"
-    compare = stable.requests >= t.min_requests and stable.requests > 0
-    breaches = []
-    err_limit = t.max_error_rate
-    err_rule = _pct(t.max_error_rate)
-    if compare:
-        err_limit = max(err_limit, t.error_rate_factor * stable.error_rate)
-        err_rule = f"max({err_rule}, {t.error_rate_factor:g}x {s} {_pct(stable.error_rate)})"
-    if candidate.error_rate > err_limit:
-        breaches.append(f"{c} 5xx rate {_pct(candidate.error_rate)} > {err_rule}")
-    c_p99 = candidate.p99_ms or 0.0
-    p99_limit = t.max_p99_ms
-    p99_rule = _ms(t.max_p99_ms)
-    if compare and stable.p99_ms is not None:
-        p99_limit = max(p99_limit, t.p99_factor * stable.p99_ms)
-        p99_rule = f"max({p99_rule}, {t.p99_factor:g}x {s} {_ms(stable.p99_ms)})"
-    if c_p99 > p99_limit:
-        breaches.append(f"{c} p99 {_ms(c_p99)} > {p99_rule}")
-    if breaches:
-        return Verdict("fail", "; ".join(breaches))
-    return Verdict(
-        "pass",
-        f"{c} 5xx rate {_pct(candidate.error_rate)}, p99 {_ms(c_p99)} "
-        f"over {candidate.requests} requests",
-    )
-
-
-def _pct(rate: float) -> str:
-    return f"{rate * 100:.1f}%"
-
-
-def _ms(ms: float) -> str:
-    return f"{ms:.0f} ms"
+def window_seconds(r: Rollout, now: float) -> float:
+    """How far back a tick at ``now`` judges: the step so far, but never less than
+    ``MIN_WINDOW_SECONDS`` (a window of a fraction of a second would judge the stable release
+    on almost nothing) nor more than a step."""
+    return min(r.step_seconds, max(MIN_WINDOW_SECONDS, now - r.step_started_at))
 
 
 # -- transitions --
@@ -211,12 +172,23 @@ class Transition(msgspec.Struct, frozen=True, kw_only=True):
     candidate_weight: float | None = None  # None: leave the weights alone
     promote: bool = False  # swap stable and candidate (after applying candidate_weight)
     rolled_back: bool = False
+    breach: Breach | None = None  # the rollout rolled back on its own, for this breach
     reason: str | None = None
     log: str = ""  # one human line describing the change; empty when nothing changed
 
 
 Stats = tuple[WindowStats, WindowStats]  # (candidate, stable) over the same window
-_Handler = Callable[[Rollout, float, Stats | None, str | None], Transition]
+
+
+class Given(NamedTuple):
+    """What an event brings besides the time: see ``apply``."""
+
+    stats: Stats | None
+    reason: str | None
+    settings: Rollout | None
+
+
+_Handler = Callable[[Rollout, float, Given], Transition]
 
 
 def apply(
@@ -225,37 +197,61 @@ def apply(
     now: float,
     stats: Stats | None = None,
     reason: str | None = None,
+    settings: Rollout | None = None,
 ) -> Transition:
     """The transition ``event`` causes at time ``now``; raises ``RolloutError`` when illegal.
 
     ``stats`` (candidate, stable) feed ``tick`` (missing stats count as no data); ``reason``
-    is the operator's explanation for ``rollback`` (default "manual").
+    is the operator's explanation for ``rollback`` (default "manual"); ``settings`` is the
+    idle rollout a new one begins from (the config with the start's overrides), for ``start``
+    and for ``promote`` after an ended rollout (default: the rollout's own settings).
     """
     handler = TRANSITIONS.get((rollout.state, event))
     if handler is None:
         raise RolloutError(f"can't handle event {event!r} in state {rollout.state!r}")
-    return handler(rollout, now, stats, reason)
+    return handler(rollout, now, Given(stats, reason, settings))
 
 
-def _start(r: Rollout, now: float, stats: Stats | None, reason: str | None) -> Transition:
-    new = _replace(r, now, state=RAMPING, step_index=0, step_started_at=now, reason=None)
+def _anew(r: Rollout, given: Given) -> Rollout:
+    """The idle rollout a new one begins from: the settings given, or ``r``'s own."""
+    if given.settings is not None:
+        return given.settings
+    return msgspec.structs.replace(r, state=IDLE, step_index=0, step_started_at=0.0, reason=None)
+
+
+def _start(r: Rollout, now: float, given: Given) -> Transition:
+    base = _anew(r, given)
+    new = _replace(base, now, state=RAMPING, step_index=0, step_started_at=now, reason=None)
     return Transition(
         rollout=new,
         candidate_weight=new.weight,
-        log=f"rollout started: candidate at {new.weight:g}% (step 1 of {len(r.steps)}, "
-        f"{r.step_seconds:g} s each)",
+        log=f"rollout started: candidate at {new.weight:g}% (step 1 of {len(new.steps)}, "
+        f"{new.step_seconds:g} s each)",
     )
 
 
-def _unchanged(r: Rollout, now: float, stats: Stats | None, reason: str | None) -> Transition:
+def _stay(r: Rollout, now: float, given: Given) -> Transition:
     return Transition(rollout=r)
 
 
-def _tick(r: Rollout, now: float, stats: Stats | None, reason: str | None) -> Transition:
-    candidate, stable = stats if stats is not None else (WindowStats(), WindowStats())
-    verdict = judge(candidate, stable, r.thresholds)
+def _verdict(r: Rollout, given: Given) -> Verdict:
+    candidate, stable = given.stats if given.stats is not None else (WindowStats(), WindowStats())
+    return judge(candidate, stable, r.thresholds)
+
+
+def _watch(r: Rollout, now: float, given: Given) -> Transition:
+    """Paused or awaiting promotion, the candidate still carries traffic: a breach still rolls
+    it back (nobody is watching a rollout left at 100% overnight); nothing else changes."""
+    verdict = _verdict(r, given)
     if verdict.outcome == "fail":
-        return _rollback(r, now, stats, verdict.reason)
+        return _roll_back(r, now, verdict.reason, verdict.breach)
+    return Transition(rollout=r)
+
+
+def _tick(r: Rollout, now: float, given: Given) -> Transition:
+    verdict = _verdict(r, given)
+    if verdict.outcome == "fail":
+        return _roll_back(r, now, verdict.reason, verdict.breach)
     if now - r.step_started_at < r.step_seconds:
         return Transition(rollout=r)
     step = f"step {r.step_index + 1} of {len(r.steps)} ({r.weight:g}%)"
@@ -283,21 +279,25 @@ def _tick(r: Rollout, now: float, stats: Stats | None, reason: str | None) -> Tr
     )
 
 
-def _pause(r: Rollout, now: float, stats: Stats | None, reason: str | None) -> Transition:
+def _pause(r: Rollout, now: float, given: Given) -> Transition:
     return Transition(
         rollout=_replace(r, now, state=PAUSED),
         log=f"rollout paused at {r.weight:g}% (step {r.step_index + 1} of {len(r.steps)})",
     )
 
 
-def _resume(r: Rollout, now: float, stats: Stats | None, reason: str | None) -> Transition:
+def _resume(r: Rollout, now: float, given: Given) -> Transition:
     return Transition(
         rollout=_replace(r, now, state=RAMPING, step_started_at=now),
         log=f"rollout resumed at {r.weight:g}%; step timer restarted",
     )
 
 
-def _rollback(r: Rollout, now: float, stats: Stats | None, reason: str | None) -> Transition:
+def _rollback(r: Rollout, now: float, given: Given) -> Transition:
+    return _roll_back(r, now, given.reason, None)
+
+
+def _roll_back(r: Rollout, now: float, reason: str | None, breach: Breach | None) -> Transition:
     if r.state == ROLLED_BACK:  # idempotent: keep the first reason, force the weight again
         return Transition(
             rollout=r,
@@ -311,17 +311,29 @@ def _rollback(r: Rollout, now: float, stats: Stats | None, reason: str | None) -
         rollout=_replace(r, now, state=ROLLED_BACK, reason=why),
         candidate_weight=0.0,
         rolled_back=True,
+        breach=breach,
         reason=why,
         log=f"rolled back from {r.state}: candidate at 0% ({why})",
     )
 
 
-def _promote(r: Rollout, now: float, stats: Stats | None, reason: str | None) -> Transition:
+def _promote(r: Rollout, now: float, given: Given) -> Transition:
     return Transition(
         rollout=_replace(r, now, state=PROMOTED, reason=None),
         candidate_weight=100.0,
         promote=True,
         log=f"candidate promoted by hand from {r.state}",
+    )
+
+
+def _promote_anew(r: Rollout, now: float, given: Given) -> Transition:
+    """The last rollout is over (rolled back, or promoted): weights set by hand since then are
+    promoted as from idle, so a release can be promoted by hand again."""
+    return Transition(
+        rollout=_replace(_anew(r, given), now, state=PROMOTED),
+        candidate_weight=100.0,
+        promote=True,
+        log=f"candidate promoted by hand (the last rollout {r.state.replace('_', ' ')})",
     )
 
 
@@ -333,8 +345,12 @@ TRANSITIONS: dict[tuple[State, str], _Handler] = {
     (IDLE, START): _start,
     (ROLLED_BACK, START): _start,
     (PROMOTED, START): _start,
+    (IDLE, TICK): _stay,
     (RAMPING, TICK): _tick,
-    **{(state, TICK): _unchanged for state in STATES if state != RAMPING},
+    (PAUSED, TICK): _watch,
+    (AWAITING_PROMOTION, TICK): _watch,
+    (ROLLED_BACK, TICK): _stay,
+    (PROMOTED, TICK): _stay,
     (RAMPING, PAUSE): _pause,
     (PAUSED, RESUME): _resume,
     **{(state, ROLLBACK): _rollback for state in STATES},
@@ -342,4 +358,6 @@ TRANSITIONS: dict[tuple[State, str], _Handler] = {
     (RAMPING, PROMOTE): _promote,
     (PAUSED, PROMOTE): _promote,
     (AWAITING_PROMOTION, PROMOTE): _promote,
+    (ROLLED_BACK, PROMOTE): _promote_anew,
+    (PROMOTED, PROMOTE): _promote_anew,
 }

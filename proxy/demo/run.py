@@ -41,7 +41,9 @@ READY_TIMEOUT = 30.0
 
 
 class DemoError(Exception):
-    """A reason the demo cannot go on; ``str(err)`` is the whole message."""
+    """A reason the demo cannot go on; ``str(err)`` is the whole message.
+
+    Not in ``proxy.errors``' tree: like the CLI's own errors, it ends on a terminal."""
 
 
 # --- starting and stopping --------------------------------------------------------------------

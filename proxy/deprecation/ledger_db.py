@@ -79,7 +79,10 @@ UsageTuple = tuple[str, str, str, str, int, float, float]  # element, kind, clie
 
 
 class LedgerCorrupt(Exception):
-    """The file is not a ledger this version can use; the message says why."""
+    """The file is not a ledger this version can use; the message says why.
+
+    Not in ``proxy.errors``' tree: the ledger catches it and sets the file aside; it never
+    leaves ``proxy.deprecation``."""
 
 
 def is_corrupt(exc: BaseException) -> bool:
@@ -126,7 +129,10 @@ class Opened:
 
 
 class SetAside(Exception):
-    """A corrupt file found at opening, and already renamed: ``moved``, ``why``."""
+    """A corrupt file found at opening, and already renamed: ``moved``, ``why``.
+
+    Not in ``proxy.errors``' tree: the ledger catches it (it is news for the log and the
+    metrics, not an error anyone answers)."""
 
     def __init__(self, why: str, moved: list[tuple[str, str]]) -> None:
         super().__init__(why)

@@ -15,11 +15,11 @@ from typing import Any
 
 from prometheus_client.metrics import Counter
 
-from proxy.app.metrics import Metrics
 from proxy.core.labels import ClientLabels
 from proxy.core.report import ElementInfo, build_report, report_to_json
 from proxy.core.rules import Rule, RuleSet
 from proxy.deprecation.ledger import Ledger, LedgerHooks
+from proxy.deprecation.metrics import DeprecationMetrics
 from proxy.schema import Config
 
 log = logging.getLogger("switchback.telemetry")
@@ -31,7 +31,7 @@ EtagKey = tuple[str, str, bytes, bytes, bytes | None, tuple[Rule, ...]]
 
 
 class Telemetry:
-    def __init__(self, config: Config, metrics: Metrics) -> None:
+    def __init__(self, config: Config, metrics: DeprecationMetrics) -> None:
         self.config = config
         self.metrics = metrics
         self.rules = RuleSet.compile(config.deprecations)

@@ -42,7 +42,8 @@ class Server(GuardServer, Protocol):
 
 class _Stop(Exception):
     """Raised from a parser callback to stop parsing: the connection is being refused or
-    closed, and nothing more it sent may become a request."""
+    closed, and nothing more it sent may become a request. Control flow caught within this
+    module: not in ``proxy.errors``' tree."""
 
 
 class ClientConnection(Guard, asyncio.Protocol):

@@ -22,6 +22,8 @@ from __future__ import annotations
 import enum
 from typing import NamedTuple
 
+from proxy.errors import UpstreamBroken, UpstreamInvalid, UpstreamTimeout, UpstreamUnavailable
+
 
 class Failure(enum.Enum):
     UNAVAILABLE = "connect"  # the values are the metric's kind labels
@@ -66,11 +68,15 @@ class Abort(NamedTuple):
 
 Action = Retry | FailOver | Answer | Abort
 
+# Status and code come from the exceptions the failures are raised as (``proxy.errors``).
 _ANSWERS = {
-    Failure.UNAVAILABLE: Answer(502, "upstream_unavailable"),
-    Failure.LOST: Answer(502, "upstream_broken"),
-    Failure.TIMEOUT: Answer(504, "upstream_timeout"),
-    Failure.INVALID: Answer(502, "upstream_invalid"),
+    failure: Answer(error.status, error.code)
+    for failure, error in (
+        (Failure.UNAVAILABLE, UpstreamUnavailable),
+        (Failure.LOST, UpstreamBroken),
+        (Failure.TIMEOUT, UpstreamTimeout),
+        (Failure.INVALID, UpstreamInvalid),
+    )
 }
 
 

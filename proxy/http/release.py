@@ -41,7 +41,8 @@ class Home(Protocol):
 
 class _Stop(Exception):
     """Raised from a parser callback to stop parsing what the release sent (the reason is kept
-    on the connection): a second message in a read, a limit, an unsupported framing."""
+    on the connection): a second message in a read, a limit, an unsupported framing.
+    Control flow caught within this module: not in ``proxy.errors``' tree."""
 
 
 class UpstreamConnection(asyncio.Protocol):

@@ -23,13 +23,27 @@ from typing import Any
 
 import msgspec
 
-from proxy.app.metrics import ROLLOUT_STATES, Metrics
 from proxy.config.load import initial_traffic
-from proxy.core.rollout import Rollout, Transition, apply, judge
+from proxy.core.rollout import (
+    IN_PROGRESS,
+    PAUSE,
+    PROMOTE,
+    RAMPING,
+    RESUME,
+    ROLLBACK,
+    START,
+    STATES,
+    TICK,
+    Rollout,
+    Transition,
+    apply,
+    window_seconds,
+)
 from proxy.core.routing import TrafficState
 from proxy.core.window import Windows
-from proxy.errors import RolloutError, StateError
+from proxy.errors import InvalidInput, RolloutError, StateError
 from proxy.schema import Config
+from proxy.traffic.metrics import MANUAL, TrafficMetrics
 from proxy.traffic.state import (
     PersistedState,
     Source,
@@ -43,7 +57,6 @@ from proxy.traffic.state import (
 
 log = logging.getLogger("switchback.control")
 
-MIN_WINDOW_SECONDS = 5.0
 RETRY_SECONDS = 1.0  # between two attempts to save a state a failed save left unsaved
 LOG_EVERY = 60.0  # while saves keep failing, one log line per this many seconds
 
@@ -52,7 +65,7 @@ class TrafficControl:
     def __init__(
         self,
         config: Config,
-        metrics: Metrics,
+        metrics: TrafficMetrics,
         windows: Windows,
         clock: Callable[[], float],
         on_rollback: Callable[[str], None],
@@ -113,7 +126,7 @@ class TrafficControl:
         editing anything else never undoes a rollback or another admin change."""
         old = self.config
         split_changed = _split(config) != _split(old)
-        if split_changed and self.rollout.state in ("ramping", "paused", "awaiting_promotion"):
+        if split_changed and self.rollout.state in IN_PROGRESS:
             # Refused before anything changes: the file's split must still count as new at the
             # next reload, once the rollout is over.
             raise RolloutError(
@@ -137,18 +150,16 @@ class TrafficControl:
 
     # -- admin actions --
     def set_weights(self, weights: Mapping[str, float]) -> dict[str, Any]:
-        if self.rollout.state == "ramping":
+        clean = check_weights(weights, self.traffic)  # bad input first: it never works
+        if self.rollout.state == RAMPING:
             raise RolloutError("a rollout is ramping: pause it or roll back before setting weights")
-        clean = check_weights(weights, self.traffic)
         self._swap(self.traffic.with_weights(clean))
         log.info("weights set to %s", _fmt_weights(clean))
         return self.summary()
 
-    def rollback(self, reason: str = "manual", kind: str = "manual") -> dict[str, Any]:
-        """Everything to the stable release now. ``kind`` labels the rollbacks metric:
-        "manual" for an operator, "error_rate"/"latency" for a breach Switchback detected."""
-        # The transition sets the candidate to 0% (also when it was rolled back already).
-        self._carry_out(apply(self.rollout, "rollback", time.time(), None, reason=reason), kind)
+    def rollback(self, reason: str = "manual") -> dict[str, Any]:
+        """Everything to the stable release now (also when it was rolled back already)."""
+        self._carry_out(apply(self.rollout, ROLLBACK, time.time(), reason=reason))
         return self.summary()
 
     def promote(self) -> dict[str, Any]:
@@ -157,60 +168,41 @@ class TrafficControl:
                 f"{self.traffic.candidate} carries no traffic: nothing to promote "
                 "(set weights or start a rollout first)"
             )
-        rollout = self.rollout
-        if rollout.state in ("rolled_back", "promoted"):
-            # That rollout is over; weights set by hand since then are promoted as from idle,
-            # so a release can be promoted by hand again after a rollout or a promotion.
-            rollout = Rollout.from_config(self.config.rollout, {})
-        self._carry_out(apply(rollout, "promote", time.time(), None))
+        fresh = Rollout.from_config(self.config.rollout, {})  # once the last rollout is over
+        self._carry_out(apply(self.rollout, PROMOTE, time.time(), settings=fresh))
         return self.summary()
 
     def start_rollout(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
         fresh = Rollout.from_config(self.config.rollout, overrides)
-        if self.rollout.state not in ("idle", "rolled_back", "promoted"):
-            apply(self.rollout, "start", time.time(), None)  # raises the illegal-move error
-        self.windows.reset(self.traffic.candidate)
-        self._carry_out(apply(fresh, "start", time.time(), None))
+        tr = apply(self.rollout, START, time.time(), settings=fresh)
+        self.windows.reset(self.traffic.candidate)  # the new deployment is judged on its own
+        self._carry_out(tr)
         return self.summary()
 
     def pause(self) -> dict[str, Any]:
-        self._carry_out(apply(self.rollout, "pause", time.time(), None))
+        self._carry_out(apply(self.rollout, PAUSE, time.time()))
         return self.summary()
 
     def resume(self) -> dict[str, Any]:
-        self._carry_out(apply(self.rollout, "resume", time.time(), None))
+        self._carry_out(apply(self.rollout, RESUME, time.time()))
         return self.summary()
 
     def tick(self) -> None:
-        """Called about once a second: lets the rollout judge the current window.
-
-        While ramping, the state machine decides. Paused or waiting for promotion, the
-        candidate still carries traffic, so a breach still rolls it back (nobody is watching a
-        rollout left at 100% overnight)."""
-        state = self.rollout.state
-        if state not in ("ramping", "paused", "awaiting_promotion"):
-            return
+        """Called about once a second: feeds the rollout both releases' statistics over the
+        window it judges; what a tick does in each state is the rollout table's call."""
         now_wall = time.time()
         now = self.clock()
-        # The step so far, but never less than a few seconds (nor more than a step): a window
-        # of a fraction of a second would judge the stable release on almost nothing.
-        elapsed = now_wall - self.rollout.step_started_at
-        window = min(self.rollout.step_seconds, max(MIN_WINDOW_SECONDS, elapsed))
+        window = window_seconds(self.rollout, now_wall)
         stats = (
             self.windows.snapshot(self.traffic.candidate, now, window),
             self.windows.snapshot(self.traffic.stable, now, window),
         )
-        if state != "ramping":
-            verdict = judge(stats[0], stats[1], self.rollout.thresholds)
-            if verdict.outcome == "fail":
-                self.rollback(verdict.reason, _reason_kind(verdict.reason))
-            return
-        tr = apply(self.rollout, "tick", now_wall, stats)
+        tr = apply(self.rollout, TICK, now_wall, stats)
         if tr.rollout != self.rollout:
-            self._carry_out(tr, _reason_kind(tr.reason))
+            self._carry_out(tr)
 
     # -- carrying out decisions --
-    def _carry_out(self, tr: Transition, rollback_kind: str = "manual") -> None:
+    def _carry_out(self, tr: Transition) -> None:
         traffic = self.traffic
         was = self.rollout.state
         self.rollout = tr.rollout
@@ -233,7 +225,8 @@ class TrafficControl:
             traffic = msgspec.structs.replace(traffic, out_of_service=traffic.candidate)
             # Rolling back again when nothing is left to take away is not another rollback.
             if was != "rolled_back" or self.traffic.carries_traffic(self.traffic.candidate):
-                self.metrics.rollbacks.labels(rollback_kind).inc()
+                reason = tr.breach.value if tr.breach is not None else MANUAL
+                self.metrics.rollbacks.labels(reason).inc()
             self.on_rollback(self.traffic.candidate)
         self._swap(traffic)
 
@@ -295,9 +288,9 @@ class TrafficControl:
         for release, weight in self.traffic.weights.items():
             m.weight.labels(release).set(weight)
             m.stable.labels(release).set(1 if release == self.traffic.stable else 0)
-        for state in ROLLOUT_STATES:
+        for state in STATES:
             m.rollout_state.labels(state).set(1 if state == self.rollout.state else 0)
-        active = self.rollout.state in ("ramping", "paused", "awaiting_promotion")
+        active = self.rollout.state in IN_PROGRESS
         m.rollout_step.set(self.rollout.step_index if active else -1)
 
     def summary(self) -> dict[str, Any]:
@@ -324,27 +317,28 @@ class TrafficControl:
 
 
 def check_weights(weights: Mapping[str, Any], traffic: TrafficState) -> dict[str, float]:
-    """Validate an admin weight change; one release given means the other gets the rest."""
+    """Validate an admin weight change; one release given means the other gets the rest.
+    A value that can never be right is ``InvalidInput`` (400), not an illegal move."""
     releases = (traffic.stable, traffic.candidate)
     if not isinstance(weights, Mapping) or not weights:
-        raise RolloutError('weights: expected an object such as {"blue": 75, "green": 25}')
+        raise InvalidInput('weights: expected an object such as {"blue": 75, "green": 25}')
     clean: dict[str, float] = {}
     for name, value in weights.items():
         if name not in releases:
-            raise RolloutError(f"weights.{name}: unknown release (known: {', '.join(releases)})")
+            raise InvalidInput(f"weights.{name}: unknown release (known: {', '.join(releases)})")
         if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-            raise RolloutError(f"weights.{name}: {value!r} is not a number")
+            raise InvalidInput(f"weights.{name}: {value!r} is not a number")
         if not 0 <= value <= 100:
-            raise RolloutError(f"weights.{name}: {value} is not a percentage (0-100)")
+            raise InvalidInput(f"weights.{name}: {value} is not a percentage (0-100)")
         if round(value, 2) != value:
-            raise RolloutError(f"weights.{name}: {value} has more than two decimals")
+            raise InvalidInput(f"weights.{name}: {value} has more than two decimals")
         clean[name] = float(value)
     if len(clean) == 1:
         ((name, value),) = clean.items()
         other = releases[1] if name == releases[0] else releases[0]
         clean[other] = round(100.0 - value, 2)
     if abs(sum(clean.values()) - 100.0) > 1e-6:
-        raise RolloutError(f"weights: {_fmt_weights(clean)} do not sum to 100")
+        raise InvalidInput(f"weights: {_fmt_weights(clean)} do not sum to 100")
     return clean
 
 
@@ -360,16 +354,6 @@ def _in_service(traffic: TrafficState, out: str | None) -> TrafficState:
     if out == traffic.out_of_service:
         return traffic
     return msgspec.structs.replace(traffic, out_of_service=out)
-
-
-def _reason_kind(reason: str | None) -> str:
-    """The rollbacks metric's label for a breach the rollout detected (from judge's reason)."""
-    text = (reason or "").lower()
-    if "5xx" in text:
-        return "error_rate"
-    if "p99" in text:
-        return "latency"
-    return "breach"
 
 
 def _fmt_weights(weights: Mapping[str, float]) -> str:

@@ -8,11 +8,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from proxy.app.metrics import Metrics
 from proxy.core.routing import TrafficState, route
 from proxy.core.window import Windows
 from proxy.pipeline import Exchange, Step
 from proxy.traffic.clients import ClientIdentifier
+from proxy.traffic.metrics import TrafficMetrics
 
 
 class IdentifyClient(Step):
@@ -50,7 +50,9 @@ class RecordExchange(Step):
 
     name = "record"
 
-    def __init__(self, metrics: Metrics, windows: Windows, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, metrics: TrafficMetrics, windows: Windows, loop: asyncio.AbstractEventLoop
+    ) -> None:
         self.requests = metrics.requests.inc
         self.durations = metrics.duration.observe
         self.windows = windows.record

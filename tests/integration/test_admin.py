@@ -1,7 +1,7 @@
 """The admin API over real HTTP, and the ``switchback`` admin commands against it.
 
 ``FakeRuntime`` is a small but honest ``AdminRuntime``: weights in a dict, a real Prometheus
-registry, the rollout as a few states, refusals as RolloutError / ConfigError.
+registry, the rollout as a few states, refusals as InvalidInput / RolloutError / ConfigError.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from proxy.admin.api import AdminRuntime, make_admin_app
 from proxy.admin.client import AdminClient, AdminError
 from proxy.cli.commands import main
 from proxy.core.report import ElementInfo, UsageRow, build_report, report_to_json
-from proxy.errors import ConfigError, RolloutError
+from proxy.errors import ConfigError, InvalidInput, RolloutError
 from proxy.schema import AdminConfig, Config, ReleaseConfig
 
 TOKEN = "s3cret-token"
@@ -91,10 +91,10 @@ class FakeRuntime:
     def set_weights(self, weights: dict[str, float]) -> dict[str, Any]:
         for name in weights:
             if name not in self.weights:
-                raise RolloutError(f"weights.{name}: unknown release")
+                raise InvalidInput(f"weights.{name}: unknown release")
         merged = {**self.weights, **weights}
         if sum(merged.values()) != 100:
-            raise RolloutError(f"weights: {merged} do not sum to 100")
+            raise InvalidInput(f"weights: {merged} do not sum to 100")
         return self._swap(merged)
 
     def rollback(self, reason: str) -> dict[str, Any]:
@@ -217,7 +217,10 @@ async def test_deprecations_passes_days_on(
     for bad in ("0", "-1", "x", "1.5", "٣"):
         response = await client.get("/deprecations", params={"days": bad})
         assert response.status == 400
-        assert await json_of(response) == {"error": f'days: "{bad}" is not a positive whole number'}
+        assert await json_of(response) == {
+            "error": f'days: "{bad}" is not a positive whole number',
+            "code": "invalid_input",
+        }
 
 
 # -- writes need the token --
@@ -256,7 +259,7 @@ async def test_writes_without_the_right_token_are_refused(
     response = await client.request(method, path, json=body, headers=headers)
     assert response.status == 401
     assert response.headers["WWW-Authenticate"] == "Bearer"
-    assert await json_of(response) == {"error": error}
+    assert await json_of(response) == {"error": error, "code": "unauthorized"}
     assert runtime.weights == {"blue": 100.0, "green": 0.0}
     assert changes(runtime) == 0
 
@@ -341,7 +344,7 @@ async def test_beyond_loopback_reads_need_the_read_or_the_write_token(
     ]:
         status, head, body = await call(base + path, "GET", headers)
         assert (status, head["WWW-Authenticate"]) == (401, "Bearer")
-        assert orjson.loads(body) == {"error": error}
+        assert orjson.loads(body) == {"error": error, "code": "unauthorized"}
         assert b"web-app" not in body and b"blue" not in body
         status, head, _ = await call(base + path, "HEAD", headers)
         assert (status, head["WWW-Authenticate"]) == (401, "Bearer")
@@ -372,7 +375,8 @@ async def test_the_read_token_never_allows_a_change(
     status, head, answer = await call(base + path, method, READ_AUTH, body)
     assert status == 403 and "WWW-Authenticate" not in head
     assert orjson.loads(answer) == {
-        "error": "the admin read token allows reads only; changes need admin.token"
+        "error": "the admin read token allows reads only; changes need admin.token",
+        "code": "forbidden",
     }
     assert (runtime.weights, runtime.reason, runtime.overrides) == (
         {"blue": 100.0, "green": 0.0},
@@ -485,15 +489,25 @@ async def test_rollout_overrides_reach_the_runtime(
     assert runtime.weights == {"blue": 95.0, "green": 5.0}
 
 
-async def test_rollout_errors_are_409(client: TestClient[Any, Any]) -> None:
+async def test_illegal_moves_are_409(client: TestClient[Any, Any]) -> None:
     response = await client.post("/promote", headers=AUTH)
     assert response.status == 409
-    assert await json_of(response) == {"error": "green carries no traffic: nothing to promote"}
-    response = await client.put("/traffic", json={"weights": {"green": 140}}, headers=AUTH)
-    assert response.status == 409
-    assert "do not sum to 100" in (await json_of(response))["error"]
+    assert await json_of(response) == {
+        "error": "green carries no traffic: nothing to promote",
+        "code": "illegal_move",
+    }
     response = await client.post("/rollout/resume", headers=AUTH)
     assert response.status == 409
+
+
+async def test_values_the_runtime_refuses_are_400(
+    client: TestClient[Any, Any], runtime: FakeRuntime
+) -> None:
+    response = await client.put("/traffic", json={"weights": {"green": 140}}, headers=AUTH)
+    assert response.status == 400
+    answer = await json_of(response)
+    assert "do not sum to 100" in answer["error"] and answer["code"] == "invalid_input"
+    assert changes(runtime) == 0
 
 
 async def test_config_errors_are_400_as_they_are(
@@ -502,13 +516,13 @@ async def test_config_errors_are_400_as_they_are(
     runtime.reload_error = "t.yaml: traffic.green: 140 is not a percentage (0-100)"
     response = await client.post("/reload", headers=AUTH)
     assert response.status == 400
-    assert await json_of(response) == {"error": runtime.reload_error}
+    assert await json_of(response) == {"error": runtime.reload_error, "code": "invalid_config"}
 
 
 async def test_unknown_route_and_wrong_method_are_json(client: TestClient[Any, Any]) -> None:
     response = await client.get("/nope")
     assert response.status == 404
-    assert await json_of(response) == {"error": "not found: GET /nope"}
+    assert await json_of(response) == {"error": "not found: GET /nope", "code": "not_found"}
     # 404 comes before auth: nothing is there to protect.
     response = await client.post("/nope")
     assert response.status == 404
@@ -516,7 +530,8 @@ async def test_unknown_route_and_wrong_method_are_json(client: TestClient[Any, A
     assert response.status == 405
     assert response.headers["Allow"] == "GET,HEAD"
     assert await json_of(response) == {
-        "error": "method not allowed: POST /status (allowed: GET, HEAD)"
+        "error": "method not allowed: POST /status (allowed: GET, HEAD)",
+        "code": "method_not_allowed",
     }
     response = await client.get("/traffic")
     assert response.status == 405
@@ -531,7 +546,7 @@ async def test_an_unexpected_error_is_500_without_a_traceback(
         response = await client.get("/status")
     assert response.status == 500
     body = await response.read()
-    assert orjson.loads(body) == {"error": "internal error"}
+    assert orjson.loads(body) == {"error": "internal error", "code": "internal_error"}
     assert b"0xdeadbeef" not in body and b"Traceback" not in body
     assert "admin API: GET /status failed" in caplog.text
     assert "secret internals at 0xdeadbeef" in caplog.text  # the log has the traceback
@@ -711,8 +726,12 @@ def test_client_refuses_a_bad_url(url: str) -> None:
         AdminClient(url)
 
 
-async def test_client_carries_the_server_error_and_status(admin_url: str) -> None:
+async def test_client_carries_the_server_error_status_and_code(admin_url: str) -> None:
     client = AdminClient(admin_url, TOKEN)
     with pytest.raises(AdminError) as info:
         await asyncio.to_thread(client.send, "PUT", "/traffic", {"weights": {"green": "x"}})
-    assert (info.value.status, str(info.value)) == (400, 'weights.green: "x" is not a number')
+    assert (info.value.status, info.value.code, str(info.value)) == (
+        400,
+        "invalid_input",
+        'weights.green: "x" is not a number',
+    )

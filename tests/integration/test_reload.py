@@ -155,12 +155,16 @@ async def test_invalid_file_via_post_reload_is_400_with_the_key_path(
         edit_config(proxy.config_path, {"traffic": {"weights": {"blue": 100, "green": 140}}})
         code, body = await proxy.admin_call("POST", "/reload")
         problem = "traffic.weights.green: 140 is not a percentage (0-100)"
-        assert (code, body) == (400, {"error": f"{proxy.config_path}: {problem}"})
+        error = {"error": f"{proxy.config_path}: {problem}", "code": "invalid_config"}
+        assert (code, body) == (400, error)
         proxy.config_path.write_text(good.replace("connect_timeout: 1.0", "connect_timeout: soon"))
         code, body = await proxy.admin_call("POST", "/reload")
         assert (code, body) == (
             400,
-            {"error": f"{proxy.config_path}: upstream.connect_timeout: 'soon' is not a number"},
+            {
+                "error": f"{proxy.config_path}: upstream.connect_timeout: 'soon' is not a number",
+                "code": "invalid_config",
+            },
         )
         proxy.config_path.write_text("releases: [\n")
         code, body = await proxy.admin_call("POST", "/reload")
@@ -184,7 +188,8 @@ async def test_split_change_refused_during_a_rollout_applies_once_it_is_over(
         400,
         {
             "error": f"{proxy.config_path}: traffic: the file changes the split while a rollout "
-            "is ramping; roll back or promote first"
+            "is ramping; roll back or promote first",
+            "code": "invalid_config",
         },
     )
     assert (await status_of(proxy))["weights"] == {"blue": 90.0, "green": 10.0}
@@ -218,7 +223,8 @@ async def test_split_change_refused_while_a_rollout_awaits_promotion(
         400,
         {
             "error": f"{proxy.config_path}: traffic: the file changes the split while a rollout "
-            "is awaiting_promotion; roll back or promote first"
+            "is awaiting_promotion; roll back or promote first",
+            "code": "invalid_config",
         },
     )
     status = await status_of(proxy)

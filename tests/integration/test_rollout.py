@@ -1,11 +1,12 @@
 """Progressive rollout with real traffic: healthy traffic moves green up step by step to
 awaiting promotion (or promotes it), no data holds the step, promotion makes green the stable
-release and frees blue's slot for the next release, illegal moves are refused with 409, and the
-``switchback`` CLI drives all of it against a running proxy."""
+release and frees blue's slot for the next release, illegal moves are refused with 409 and bad
+input with 400, and the ``switchback`` CLI drives all of it against a running proxy."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 import pytest
@@ -196,7 +197,7 @@ async def test_illegal_moves_are_409_and_change_nothing(switchback: StartProxy) 
     async def refused(method: str, path: str, body: Any, message: str) -> None:
         before = await status_of(proxy)
         code, answer = await proxy.admin_call(method, path, body)
-        assert (code, answer) == (409, {"error": message})
+        assert (code, answer) == (409, {"error": message, "code": "illegal_move"})
         after = await status_of(proxy)
         assert (after["weights"], after["rollout"]) == (before["weights"], before["rollout"])
 
@@ -208,10 +209,6 @@ async def test_illegal_moves_are_409_and_change_nothing(switchback: StartProxy) 
         None,
         "green carries no traffic: nothing to promote (set weights or start a rollout first)",
     )
-    await refused(
-        "POST", "/rollout", {"steps": [50, 20, 100]}, "rollout.steps: [50.0, 20.0, 100.0] "
-        "is not strictly increasing"
-    )  # fmt: skip
     code, _ = await proxy.admin_call("POST", "/rollout")
     assert code == 200
     await refused("POST", "/rollout", None, "can't handle event 'start' in state 'ramping'")
@@ -229,6 +226,35 @@ async def test_illegal_moves_are_409_and_change_nothing(switchback: StartProxy) 
     assert (code, body["rollout"]["state"]) == (200, "rolled_back")
     await refused("POST", "/rollout/resume", None,
                   "can't handle event 'resume' in state 'rolled_back'")  # fmt: skip
+
+
+async def test_bad_input_is_400_and_changes_nothing(switchback: StartProxy) -> None:
+    """A value that can never be right is bad input (400), whatever the rollout's state; only
+    a move the state forbids is a conflict (409)."""
+    proxy = await switchback(FAST)
+    bad = [
+        ("PUT", "/traffic", {"green": 140}, "weights.green: 140.0 is not a percentage (0-100)"),
+        ("PUT", "/traffic", {"green": -5}, "weights.green: -5.0 is not a percentage (0-100)"),
+        ("PUT", "/traffic", {"blue": 30, "green": 30}, "weights: blue 30%, green 30% do not sum"),
+        ("PUT", "/traffic", {"red": 10}, "weights.red: unknown release (known: blue, green)"),
+        ("PUT", "/traffic", {"green": math.nan}, "request body: invalid JSON"),
+        ("POST", "/rollout", [50, 20, 100], "rollout.steps: [50.0, 20.0, 100.0] is not strictly"),
+    ]
+
+    async def all_refused() -> None:
+        for method, path, value, message in bad:
+            before = await status_of(proxy)
+            key = "weights" if path == "/traffic" else "steps"
+            code, answer = await proxy.admin_call(method, path, {key: value})
+            assert (code, answer["code"]) == (400, "invalid_input"), (value, answer)
+            assert answer["error"].startswith(message)
+            after = await status_of(proxy)
+            assert (after["weights"], after["rollout"]) == (before["weights"], before["rollout"])
+
+    await all_refused()
+    code, _ = await proxy.admin_call("POST", "/rollout")
+    assert code == 200
+    await all_refused()  # while ramping too: the value is what is wrong, not the moment
 
 
 # -- the CLI against a running Switchback --

@@ -11,12 +11,13 @@ import json
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
-from proxy.app.metrics import Metrics
 from proxy.config.load import parse_config
 from proxy.core.window import Windows
 from proxy.errors import StateError
 from proxy.traffic.control import RETRY_SECONDS, TrafficControl
+from proxy.traffic.metrics import TrafficMetrics
 
 
 class Clock:
@@ -27,19 +28,20 @@ class Clock:
         return self.now
 
 
-def control_for(state_dir: Path, clock: Clock) -> tuple[TrafficControl, Metrics]:
+def control_for(state_dir: Path, clock: Clock) -> tuple[TrafficControl, CollectorRegistry]:
     text = f"""
 state_dir: {state_dir}
 releases: {{blue: {{url: "http://127.0.0.1:9001"}}, green: {{url: "http://127.0.0.1:9002"}}}}
 traffic: {{stable: blue, weights: {{blue: 100, green: 0}}}}
 """
-    metrics = Metrics()
+    registry = CollectorRegistry()
     config = parse_config(text, "test.yaml", {})
-    return TrafficControl(config, metrics, Windows(), clock, lambda release: None), metrics
+    metrics = TrafficMetrics(registry)
+    return TrafficControl(config, metrics, Windows(), clock, lambda release: None), registry
 
 
-def value(metrics: Metrics, name: str) -> float | None:
-    return metrics.registry.get_sample_value(name)
+def value(registry: CollectorRegistry, name: str) -> float | None:
+    return registry.get_sample_value(name)
 
 
 def break_dir(state_dir: Path) -> Path:
@@ -64,12 +66,12 @@ def saved(state_dir: Path) -> dict[str, object]:
 def test_a_failed_save_neither_raises_nor_undoes_and_is_retried(tmp_path: Path) -> None:
     state_dir = tmp_path / "state"
     clock = Clock()
-    control, metrics = control_for(state_dir, clock)
+    control, registry = control_for(state_dir, clock)
     control.restore()
     control.set_weights({"green": 30})
     assert control.summary()["persisted"] is True
-    assert value(metrics, "switchback_state_write_failures_total") == 0
-    assert value(metrics, "switchback_state_persisted") == 1
+    assert value(registry, "switchback_state_write_failures_total") == 0
+    assert value(registry, "switchback_state_persisted") == 1
 
     moved = break_dir(state_dir)
     answer = control.rollback("bad deploy")
@@ -79,21 +81,21 @@ def test_a_failed_save_neither_raises_nor_undoes_and_is_retried(tmp_path: Path) 
     assert answer["persisted"] is False
     assert "Not a directory" in answer["persist_error"] or "exists" in answer["persist_error"]
     assert answer["state_file"] == str(state_dir / "traffic.json")
-    assert value(metrics, "switchback_state_write_failures_total") == 1
-    assert value(metrics, "switchback_state_persisted") == 0
+    assert value(registry, "switchback_state_write_failures_total") == 1
+    assert value(registry, "switchback_state_persisted") == 0
 
     control.retry_persist()  # too soon: no new attempt
-    assert value(metrics, "switchback_state_write_failures_total") == 1
+    assert value(registry, "switchback_state_write_failures_total") == 1
     clock.now += RETRY_SECONDS
     control.retry_persist()  # still broken: one more failure
-    assert value(metrics, "switchback_state_write_failures_total") == 2
+    assert value(registry, "switchback_state_write_failures_total") == 2
 
     mend_dir(state_dir, moved)
     assert saved(state_dir)["weights"] == {"blue": 70.0, "green": 30.0}  # the old state
     clock.now += RETRY_SECONDS
     control.retry_persist()
     assert control.summary()["persisted"] is True and control.summary()["persist_error"] is None
-    assert value(metrics, "switchback_state_persisted") == 1
+    assert value(registry, "switchback_state_persisted") == 1
     on_disk = saved(state_dir)
     assert on_disk["weights"] == {"blue": 100.0, "green": 0.0}
     assert on_disk["out_of_service"] == "green"
@@ -101,7 +103,7 @@ def test_a_failed_save_neither_raises_nor_undoes_and_is_retried(tmp_path: Path) 
     assert isinstance(rollout, dict) and rollout["state"] == "rolled_back"
     clock.now += RETRY_SECONDS
     control.retry_persist()  # nothing left to save: no write, no failure
-    assert value(metrics, "switchback_state_write_failures_total") == 2
+    assert value(registry, "switchback_state_write_failures_total") == 2
 
 
 def test_the_latest_state_is_what_reaches_the_disk(tmp_path: Path) -> None:
@@ -123,10 +125,10 @@ def test_the_latest_state_is_what_reaches_the_disk(tmp_path: Path) -> None:
 def test_a_state_directory_that_cannot_be_read_is_refused_at_start(tmp_path: Path) -> None:
     state_dir = tmp_path / "state"
     state_dir.write_text("in the way")  # whether a state is saved cannot be known
-    control, metrics = control_for(state_dir, Clock())
+    control, registry = control_for(state_dir, Clock())
     with pytest.raises(StateError, match="traffic.json: unreadable: Not a directory"):
         control.restore()
-    assert value(metrics, "switchback_state_write_failures_total") == 0
+    assert value(registry, "switchback_state_write_failures_total") == 0
 
 
 def test_a_state_naming_other_releases_is_refused_not_replaced(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -9,10 +10,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from proxy.core import rollout as rollout_module
 from proxy.core.rollout import (
     AWAITING_PROMOTION,
     EVENTS,
     IDLE,
+    MIN_WINDOW_SECONDS,
     PAUSE,
     PAUSED,
     PROMOTE,
@@ -25,15 +28,17 @@ from proxy.core.rollout import (
     STATES,
     TICK,
     TRANSITIONS,
+    Breach,
     Rollout,
     State,
     Thresholds,
     Transition,
     apply,
     judge,
+    window_seconds,
 )
 from proxy.core.window import WindowStats
-from proxy.errors import RolloutError
+from proxy.errors import InvalidInput, RolloutError
 from proxy.schema import RolloutConfig
 
 CFG = RolloutConfig()  # steps 1, 5, 10, 25, 50, 100; 60 s each; 100 requests; 1%, 2x; 500 ms, 1.5x
@@ -77,12 +82,41 @@ LEGAL: dict[tuple[State, str], State] = {
     (RAMPING, PROMOTE): PROMOTED,
     (PAUSED, PROMOTE): PROMOTED,
     (AWAITING_PROMOTION, PROMOTE): PROMOTED,
+    (ROLLED_BACK, PROMOTE): PROMOTED,
+    (PROMOTED, PROMOTE): PROMOTED,
 }
 ILLEGAL = [(s, e) for s in STATES for e in EVENTS if (s, e) not in LEGAL]
 
 
 def test_the_table_holds_exactly_the_legal_pairs() -> None:
     assert set(TRANSITIONS) == set(LEGAL)
+
+
+def docstring_table() -> dict[tuple[str, str], str]:
+    """The module docstring's table: (state, event) -> the handler its cell names ("" when
+    the cell is empty). Columns start where the header names their state."""
+    lines = (rollout_module.__doc__ or "").splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip().startswith("event \\ state"))
+    header = lines[at]
+    columns = [(m.start(), m.group()) for m in re.finditer(r"\S+", header)][3:]
+    assert [state for _, state in columns] == list(STATES)
+    bounds = [start for start, _ in columns] + [None]
+    table = {}
+    rows = lines[at + 1 : lines.index("", at)]
+    assert [row[: bounds[0]].strip() for row in rows] == list(EVENTS)
+    for row in rows:
+        event = row[: bounds[0]].strip()
+        for (start, state), end in zip(columns, bounds[1:], strict=True):
+            table[state, event] = row[start:end].strip()
+    return table
+
+
+def test_the_docstring_table_is_the_transition_table() -> None:
+    table = docstring_table()
+    named = {pair: cell for pair, cell in table.items() if cell}
+    assert set(named) == set(TRANSITIONS)  # every pair of TRANSITIONS is in the docstring
+    for pair, cell in named.items():
+        assert TRANSITIONS[pair].__name__ == f"_{cell}", pair
 
 
 @pytest.mark.parametrize(("state", "event"), sorted(LEGAL))
@@ -106,8 +140,8 @@ def test_illegal_transition_names_event_and_state(state: State, event: str) -> N
         (RAMPING, START, "can't handle event 'start' in state 'ramping'"),
         (PAUSED, PAUSE, "can't handle event 'pause' in state 'paused'"),
         (AWAITING_PROMOTION, START, "can't handle event 'start' in state 'awaiting_promotion'"),
-        (ROLLED_BACK, PROMOTE, "can't handle event 'promote' in state 'rolled_back'"),
-        (PROMOTED, PROMOTE, "can't handle event 'promote' in state 'promoted'"),
+        (ROLLED_BACK, PAUSE, "can't handle event 'pause' in state 'rolled_back'"),
+        (PROMOTED, RESUME, "can't handle event 'resume' in state 'promoted'"),
         (RAMPING, "explode", "can't handle event 'explode' in state 'ramping'"),
     ],
 )
@@ -148,18 +182,75 @@ def test_rollback_reason_defaults_to_manual_and_is_kept_when_repeated() -> None:
     assert (again.candidate_weight, again.reason) == (0.0, "bad deploy")
 
 
-@pytest.mark.parametrize("state", [IDLE, RAMPING, PAUSED, AWAITING_PROMOTION])
+def test_start_begins_from_the_settings_given() -> None:
+    fresh = Rollout.from_config(CFG, {"steps": [10, 50, 100], "step_seconds": 30})
+    for state in (IDLE, ROLLED_BACK, PROMOTED):
+        tr = apply(in_state(state, reason="manual"), START, T0 + 5, settings=fresh)
+        assert tr.rollout == msgspec.structs.replace(
+            fresh, state=RAMPING, step_started_at=T0 + 5, updated_at=T0 + 5
+        )
+        assert tr.candidate_weight == 10.0
+        assert tr.log == "rollout started: candidate at 10% (step 1 of 3, 30 s each)"
+
+
+@pytest.mark.parametrize("state", STATES)
 def test_promote_swaps_the_releases(state: State) -> None:
     tr = apply(in_state(state), PROMOTE, T0 + 1)
     assert tr.rollout.state == PROMOTED
     assert tr.promote and tr.candidate_weight == 100.0 and not tr.rolled_back
 
 
-@pytest.mark.parametrize("state", [IDLE, PAUSED, AWAITING_PROMOTION, ROLLED_BACK, PROMOTED])
-def test_tick_outside_ramping_changes_nothing(state: State) -> None:
+@pytest.mark.parametrize("state", [ROLLED_BACK, PROMOTED])
+def test_promote_after_an_ended_rollout_starts_from_the_settings_given(state: State) -> None:
+    ended = in_state(state, steps=(50.0, 100.0), step_index=1, reason="bad deploy")
+    fresh = Rollout.from_config(CFG, {})
+    tr = apply(ended, PROMOTE, T0 + 1, settings=fresh)
+    assert tr.rollout == msgspec.structs.replace(fresh, state=PROMOTED, updated_at=T0 + 1)
+    assert tr.promote and tr.candidate_weight == 100.0
+    # Without settings, the ended rollout's own, its progress cleared.
+    alone = apply(ended, PROMOTE, T0 + 1).rollout
+    assert (alone.steps, alone.step_index, alone.reason) == ((50.0, 100.0), 0, None)
+
+
+BREACH = (stats("green", 500, 250, 9000.0), stats("blue", 5000))
+
+
+@pytest.mark.parametrize("state", [IDLE, ROLLED_BACK, PROMOTED])
+def test_tick_without_a_live_candidate_changes_nothing(state: State) -> None:
     r = in_state(state)
-    breach = (stats("green", 500, 250, 9000.0), stats("blue", 5000))
-    assert apply(r, TICK, T0 + 3600, breach) == Transition(rollout=r)
+    assert apply(r, TICK, T0 + 3600, BREACH) == Transition(rollout=r)
+
+
+@pytest.mark.parametrize("state", [PAUSED, AWAITING_PROMOTION])
+def test_tick_while_paused_or_awaiting_judges_but_never_moves_on(state: State) -> None:
+    r = in_state(state)
+    for window in (HEALTHY, (stats("green", 3), stats("blue", 5000)), None):
+        assert apply(r, TICK, T0 + 3600, window) == Transition(rollout=r)
+    tr = apply(r, TICK, T0 + 3600, BREACH)
+    assert tr.rollout.state == ROLLED_BACK and tr.rolled_back and tr.candidate_weight == 0.0
+    assert tr.breach is Breach.ERROR_RATE
+    assert (
+        tr.reason == tr.rollout.reason == "green 5xx rate 50.0% > max(1.0%, 2x blue 0.0%); "
+        "green p99 9000 ms > max(500 ms, 1.5x blue 50 ms)"
+    )
+    assert tr.log == f"rolled back from {state}: candidate at 0% ({tr.reason})"
+
+
+def test_only_a_rollback_the_rollout_decided_names_a_breach() -> None:
+    r = apply(Rollout.from_config(CFG, {}), START, T0).rollout
+    slow = apply(r, TICK, T0 + 2, (stats("green", 200, 0, 2500.0), stats("blue", 5000)))
+    assert (slow.rolled_back, slow.breach) == (True, Breach.LATENCY)
+    assert apply(r, ROLLBACK, T0 + 2, reason="p99 5xx").breach is None
+    again = apply(slow.rollout, TICK, T0 + 3, BREACH)
+    assert again == Transition(rollout=slow.rollout)  # rolled back: no second breach
+
+
+@pytest.mark.parametrize(
+    ("elapsed", "window"),
+    [(0.0, MIN_WINDOW_SECONDS), (0.4, MIN_WINDOW_SECONDS), (12.5, 12.5), (60.0, 60.0), (3600, 60)],
+)
+def test_a_tick_judges_the_step_so_far_within_bounds(elapsed: float, window: float) -> None:
+    assert window_seconds(in_state(RAMPING), T0 + elapsed) == window
 
 
 # -- judgement --
@@ -266,6 +357,20 @@ def test_tick_outside_ramping_changes_nothing(state: State) -> None:
 def test_judge(candidate: WindowStats, stable: WindowStats, outcome: str, reason: str) -> None:
     verdict = judge(candidate, stable, T)
     assert (verdict.outcome, verdict.reason) == (outcome, reason)
+
+
+@pytest.mark.parametrize(
+    ("candidate", "breach"),
+    [
+        (stats("green", 500, 60), Breach.ERROR_RATE),
+        (stats("green", 500, 0, 812.0), Breach.LATENCY),
+        (stats("green", 500, 60, 812.0), Breach.ERROR_RATE),  # both: the first one named
+        (stats("green", 500, 2, 120.0), None),  # pass
+        (stats("green", 99, 99, 9000.0), None),  # hold
+    ],
+)
+def test_a_verdict_names_its_breach(candidate: WindowStats, breach: Breach | None) -> None:
+    assert judge(candidate, stats("blue", 5000, 0, 120.0), T).breach is breach
 
 
 # -- whole rollouts --
@@ -425,7 +530,7 @@ def test_from_config_takes_the_config_and_the_overrides() -> None:
     ],
 )
 def test_from_config_rejects_bad_overrides(overrides: dict[str, Any], message: str) -> None:
-    with pytest.raises(RolloutError) as info:
+    with pytest.raises(InvalidInput) as info:  # bad input (400), not an illegal move (409)
         Rollout.from_config(CFG, overrides)
     assert str(info.value).startswith(message)
 
