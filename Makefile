@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench soak clean
+.PHONY: demo test lint imports typecheck unit bench soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,10 +20,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check proxy tests loadtest
 	$(BIN)/ruff format --check proxy tests loadtest
 
+# The import contracts of pyproject.toml (ARCHITECTURE.md says why each holds).
+imports: $(STAMP)
+	$(BIN)/lint-imports --no-cache
+
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict proxy
 
-test: lint typecheck
+test: lint imports typecheck
 	$(BIN)/python -m pytest
 
 # make bench BENCH_ARGS=--quick: a few minutes instead of about 13 (loadtest/README.md).
@@ -37,4 +41,4 @@ soak: $(STAMP)
 		$(BIN)/python -m pytest tests/soak/test_soak.py -s
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -13,8 +13,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from proxy.config import parse_config
-from proxy.jsonpaths import find, parse_path
+from proxy.config.load import parse_config
+from proxy.core.jsonpaths import find, parse_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "loadtest"))
 
