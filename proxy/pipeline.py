@@ -184,7 +184,10 @@ HOOKS = ("request", "request_body", "response_head", "response_body", "respond",
 
 
 class Pipeline:
-    """Runs the steps' hooks in order; built once per config, replaced whole on reload."""
+    """Runs the steps' hooks in order; built once per config, replaced whole on reload.
+
+    ``<hook>_hooks`` are the steps' methods for each hook, in order: the data plane skips a
+    hook no step has (an empty tuple) without calling anything."""
 
     def __init__(self, steps: Sequence[Step]) -> None:
         self.steps = tuple(steps)
@@ -194,33 +197,33 @@ class Pipeline:
             table[hook] = tuple(
                 getattr(s, hook) for s in self.steps if getattr(type(s), hook) is not base
             )
-        self._request = table["request"]
-        self._request_body = table["request_body"]
-        self._response_head = table["response_head"]
-        self._response_body = table["response_body"]
-        self._respond = table["respond"]
-        self._done = table["done"]
+        self.request_hooks = table["request"]
+        self.request_body_hooks = table["request_body"]
+        self.response_head_hooks = table["response_head"]
+        self.response_body_hooks = table["response_body"]
+        self.respond_hooks = table["respond"]
+        self.done_hooks = table["done"]
 
     def request(self, ex: Exchange) -> Reply | None:
-        for hook in self._request:
+        for hook in self.request_hooks:
             reply = hook(ex)
             if reply is not None:
                 return cast(Reply, reply)
         return None
 
     def request_body(self, ex: Exchange, body: bytes) -> None:
-        for hook in self._request_body:
+        for hook in self.request_body_hooks:
             hook(ex, body)
 
     def response_head(self, ex: Exchange) -> None:
-        for hook in self._response_head:
+        for hook in self.response_head_hooks:
             hook(ex)
 
     def response_body(self, ex: Exchange, body: bytes) -> Rewrite | None:
         """Every hook sees the body (and ``Content-Encoding``) as the one before left it; the
         last rewrite, if any. The data plane recomputes the framing."""
         rewrite: Rewrite | None = None
-        for hook in self._response_body:
+        for hook in self.response_body_hooks:
             new = hook(ex, body)
             if new is not None:
                 rewrite = cast(Rewrite, new)
@@ -229,9 +232,9 @@ class Pipeline:
         return rewrite
 
     def respond(self, ex: Exchange) -> None:
-        for hook in self._respond:
+        for hook in self.respond_hooks:
             hook(ex)
 
     def done(self, ex: Exchange) -> None:
-        for hook in self._done:
+        for hook in self.done_hooks:
             hook(ex)

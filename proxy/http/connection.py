@@ -129,9 +129,10 @@ class ClientConnection(Guard, asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._refuse(refusals.malformed(str(exc)))
             return
-        limit = self.ctx.settings.max_head_bytes
-        if self.in_head and self.head_bytes > limit and not self.closing:
-            self._refuse(refusals.head_too_large(limit))
+        if self.head_bytes and self.in_head and not self.closing:
+            limit = self.ctx.settings.max_head_bytes
+            if self.head_bytes > limit:
+                self._refuse(refusals.head_too_large(limit))
 
     def eof_received(self) -> bool | None:
         # A half-closed client may still read the responses it is owed; then it is closed.
@@ -182,21 +183,35 @@ class ClientConnection(Guard, asyncio.Protocol):
             raise self._limit(refusals.target_too_long(limit))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        settings = self.ctx.settings
-        self.field_bytes += len(name) + len(value) + 4
-        if self.field_bytes > settings.max_head_bytes:
-            raise self._limit(refusals.head_too_large(settings.max_head_bytes))
-        if not self.in_head:  # the trailer section of a chunked body: never header fields
-            if self.trailers is None:
-                self.trailers = []
-            self.trailers.append((name, value))
+        # The head's size and field count are checked once it is complete (and, while it is
+        # not, by the bytes read: ``data_received``); here only what must be, per field.
+        if self.in_head:
+            self.headers.append((name, value))
             return
+        # The trailer section of a chunked body: never header fields, bounded as a head.
+        limit = self.ctx.settings.max_head_bytes
+        self.field_bytes += len(name) + len(value) + 4
+        if self.field_bytes > limit:
+            raise self._limit(refusals.head_too_large(limit))
+        if self.trailers is None:
+            self.trailers = []
+        self.trailers.append((name, value))
+
+    def _check_head(self) -> None:
+        """The complete head against the limits: the field count, and its size when what was
+        read while it came (an upper bound of its size) is over the limit."""
+        settings = self.ctx.settings
         headers = self.headers
-        headers.append((name, value))
         if len(headers) > settings.max_headers:
             raise self._limit(refusals.too_many_headers(settings.max_headers))
+        limit = settings.max_head_bytes
+        if self.head_bytes > limit:
+            size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in headers)
+            if size > limit:
+                raise self._limit(refusals.head_too_large(limit))
 
     def on_headers_complete(self) -> None:
+        self._check_head()
         self.in_head = False
         self.head_bytes = 0
         self.field_bytes = 0
@@ -208,17 +223,22 @@ class ClientConnection(Guard, asyncio.Protocol):
         if method == "CONNECT":  # llhttp reports it as an upgrade next: answered with a 400
             return
         self.http10 = parser.get_http_version() == "1.0"
-        refusal = self._admission()
-        if refusal is not None:
-            raise self._limit(refusal)
+        if (
+            self.over_capacity
+            or self.server.shedding
+            or self.ctx.settings.max_body_bytes is not None
+        ):
+            refusal = self._admission()
+            if refusal is not None:
+                raise self._limit(refusal)
         ex = Exchange(method, self.url, self.headers, self.peer)
         chunked = False
         upgrade: bytes | None = None
         for name, value in self.headers:
-            lname = name.lower()
-            if lname == b"transfer-encoding":
+            size = len(name)  # most fields are neither: no lower-cased copy for them
+            if size == 17 and name.lower() == b"transfer-encoding":
                 chunked = b"chunked" in value.lower()
-            elif lname == b"upgrade" and parser.should_upgrade():
+            elif size == 7 and name.lower() == b"upgrade" and parser.should_upgrade():
                 upgrade = value
         fwd = Forward(self, self.ctx, ex, parser.should_keep_alive(), chunked, upgrade)
         self.parsing = fwd

@@ -55,7 +55,6 @@ class Forward(ResponseSide):
         "copy",
         "copy_size",
         "tail_sent",
-        "deadline",
         "failed_over",
         "retried",
         "finished",
@@ -86,7 +85,6 @@ class Forward(ResponseSide):
         self.copy: list[bytes] | None = None  # the body, for the steps that want it
         self.copy_size = 0
         self.tail_sent = False
-        self.deadline = 0.0  # loop time by which the response head is due; 0: none
         self.failed_over = False
         self.retried = False
         self.finished = False
@@ -102,12 +100,14 @@ class Forward(ResponseSide):
         ctx = self.ctx
         ex = self.ex
         ex.started = ctx.loop.time()
-        reply = self._call(ctx.pipeline.request, "request")
-        if reply is FAILED:
-            return
-        if reply is not None:
-            self._answer(reply)
-            return
+        pipeline = ctx.pipeline
+        if pipeline.request_hooks:
+            reply = self._call(pipeline.request, "request")
+            if reply is FAILED:
+                return
+            if reply is not None:
+                self._answer(reply)
+                return
         settings = ctx.settings
         if ctx.upstream.in_flight(ex.release) >= settings.max_in_flight:
             limit, retry_after = settings.max_in_flight, settings.retry_after
@@ -133,10 +133,22 @@ class Forward(ResponseSide):
         if self.request_done and self.req_chunked:
             self.tail_sent = True
             data += http1.last_chunk(self.req_trailers)
-        self.call = ctx.upstream.open(ex.release, self, head_only=self.is_head)
+        self._open(ex.release, fresh=False)
         self._send(data)
         if self.request_done:
             self._arm_timer()
+
+    def _open(self, release: str, fresh: bool) -> None:
+        """A call to ``release``. Back-pressure that began before it still holds: a client not
+        taking bytes (a pipelined request behind a large response), a release not taking them."""
+        call = self.call = self.ctx.upstream.open(
+            release, self, head_only=self.is_head, fresh=fresh
+        )
+        client = self.client
+        if client.write_paused:
+            call.pause_reading()
+        if call.write_paused:
+            client.pause_reading(client.PAUSE_UPSTREAM)
 
     def _call(self, hook: Any, name: str, *args: Any) -> Any:
         """Run a pipeline hook; a step that fails is our bug: logged, and the request is
@@ -257,10 +269,6 @@ class Forward(ResponseSide):
             self.ctx.upstream_error(self.ex.release, "invalid")
         self._complete_response(trailers)
 
-    def up_head(self, status: int, reason: bytes, headers: Fields) -> None:
-        self.deadline = 0.0
-        super().up_head(status, reason, headers)
-
     def up_upgrade(self, rest: bytes) -> None:
         call = self.call
         if call is None or self.finished or self.ex.status != 101:
@@ -349,8 +357,9 @@ class Forward(ResponseSide):
         if release != self.ex.release:
             self.ex.failover_from = self.ex.release
             self.ex.release = release
-        self.call = self.ctx.upstream.open(release, self, head_only=self.is_head, fresh=fresh)
-        self.call.write(data)
+        self._open(release, fresh)
+        if self.call is not None:
+            self.call.write(data)
         if self.request_done:
             self._arm_timer()
 
@@ -427,8 +436,9 @@ class Forward(ResponseSide):
         client.resume_reading(client.PAUSE_UPSTREAM)
         ex = self.ex
         ex.outcome = outcome
-        if ex.started:
-            self._call(self.ctx.pipeline.done, "done")
+        pipeline = self.ctx.pipeline
+        if ex.started and pipeline.done_hooks:
+            self._call(pipeline.done, "done")
         client.exchange_finished(self, self.keep_alive and self.request_done)
 
 

@@ -1,7 +1,7 @@
 """The real ``Upstream``: one keep-alive pool of connections per release.
 
-``Pools.open`` starts a ``PooledCall``: it takes the warmest idle connection of the release's
-pool (LIFO), or opens a new one in a task, buffering what the exchange writes meanwhile (and
+``Pools.open`` takes the warmest idle connection of the release's pool (LIFO) as the call, or
+opens a new one in a task (``PendingCall``), buffering what the exchange writes meanwhile (and
 asking it to pause past ``PENDING_LIMIT``). A connection that could not be opened is reported
 to the sink as ``up_unavailable``: the release never saw the request, so it may go elsewhere
 with what was buffered (``unsent``).
@@ -16,7 +16,7 @@ from typing import Any
 
 from proxy.errors import UpstreamUnavailable
 from proxy.http.release import UpstreamConnection
-from proxy.http.upstream import Link, Sink
+from proxy.http.upstream import Call, Link, Sink
 
 IDLE_SECONDS = 15.0  # idle keep-alive connections older than this are not reused
 PENDING_LIMIT = 256 * 1024  # bytes buffered while a connection opens before the sink pauses
@@ -108,8 +108,9 @@ class UpstreamPool:
             conn.close()
 
 
-class PooledCall:
-    """One request's lease on a connection of ``pool`` (see ``proxy.http.upstream.Call``)."""
+class PendingCall:
+    """A call whose connection is still opening: it buffers what the exchange writes (asking
+    it to pause past ``PENDING_LIMIT``), then hands everything to the connection."""
 
     __slots__ = (
         "pool",
@@ -124,29 +125,22 @@ class PooledCall:
         "asked_pause",
     )
 
-    def __init__(
-        self, pool: UpstreamPool, sink: Sink, head_only: bool, fresh: bool, spawn: Spawn
-    ) -> None:
+    def __init__(self, pool: UpstreamPool, sink: Sink, head_only: bool, spawn: Spawn) -> None:
         self.pool = pool
         self.sink = sink
         self.head_only = head_only
         self.conn: UpstreamConnection | None = None
-        self.pending: list[bytes] = []  # written while the connection opens
+        self.pending: list[bytes] = []
         self.pending_size = 0
-        self.task: asyncio.Task[None] | None = None
         self.ended = False
         self.read_paused = False  # the client is not taking response bytes
         self.asked_pause = False  # the sink was asked to pause while connecting
-        pool.in_flight += 1
-        conn = None if fresh else pool.acquire_idle()
-        if conn is not None:
-            self._attach(conn)
-        else:
-            self.task = spawn(self._connect())
+        pool.in_flight += 1  # until the connection, which counts itself, takes over
+        self.task: asyncio.Task[None] | None = spawn(self._connect())
 
     @property
     def reused(self) -> bool:
-        return self.conn is not None and self.conn.reused
+        return False
 
     @property
     def write_paused(self) -> bool:
@@ -165,13 +159,11 @@ class PooledCall:
         if self.ended:
             conn.close()
             return
-        self._attach(conn)
-
-    def _attach(self, conn: UpstreamConnection) -> None:
+        self.pool.in_flight -= 1
         self.conn = conn
         conn.start(self.sink, self.head_only)
-        if self.read_paused and conn.transport is not None:
-            conn.transport.pause_reading()
+        if self.read_paused:
+            conn.pause_reading()
         if self.pending:
             data = b"".join(self.pending)
             self.pending = []
@@ -203,54 +195,61 @@ class PooledCall:
 
     def pause_reading(self) -> None:
         self.read_paused = True
-        conn = self.conn
-        if conn is not None and conn.transport is not None:
-            conn.transport.pause_reading()
+        if self.conn is not None:
+            self.conn.pause_reading()
 
     def resume_reading(self) -> None:
         self.read_paused = False
-        conn = self.conn
-        if conn is not None and conn.transport is not None:
-            conn.transport.resume_reading()
+        if self.conn is not None:
+            self.conn.resume_reading()
 
     def quiet_for(self, now: float) -> float:
-        conn = self.conn
-        return 0.0 if conn is None else conn.quiet_for(now)
+        return 0.0 if self.conn is None else self.conn.quiet_for(now)
 
     def detach(self) -> Link | None:
         conn, self.conn = self.conn, None
-        if conn is not None:
-            conn.sink = None
-        self._end()
-        return conn
+        self.ended = True
+        return None if conn is None else conn.detach()
 
     def finish(self) -> None:
-        self._end()
+        self._end(abort=False)
 
     def abort(self) -> None:
+        self._end(abort=True)
+
+    def _end(self, abort: bool) -> None:
+        if self.ended:
+            return
+        self.ended = True
         if self.task is not None:
             self.task.cancel()
             self.task = None
-        conn, self.conn = self.conn, None
-        if conn is not None:
-            conn.abort()
-        self._end()
-
-    def _end(self) -> None:
-        if not self.ended:
-            self.ended = True
+        conn = self.conn
+        if conn is None:
             self.pool.in_flight -= 1
+        elif abort:
+            conn.abort()
+        else:
+            conn.finish()
 
 
 class Pools:
-    """The ``Upstream`` of a running Switchback: a pool per release, replaced whole on change."""
+    """The ``Upstream`` of a running Switchback: a pool per release, replaced whole on change.
+
+    A call on a kept-alive connection is the connection itself (no object per request); a
+    call that must open one is a ``PendingCall``."""
 
     def __init__(self, pools: dict[str, UpstreamPool], spawn: Spawn) -> None:
         self.pools = pools
         self.spawn = spawn
 
-    def open(self, release: str, sink: Sink, *, head_only: bool, fresh: bool = False) -> PooledCall:
-        return PooledCall(self.pools[release], sink, head_only, fresh, self.spawn)
+    def open(self, release: str, sink: Sink, *, head_only: bool, fresh: bool = False) -> Call:
+        pool = self.pools[release]
+        conn = None if fresh else pool.acquire_idle()
+        if conn is not None:
+            conn.start(sink, head_only)
+            return conn
+        return PendingCall(pool, sink, head_only, self.spawn)
 
     def in_flight(self, release: str) -> int:
         pool = self.pools.get(release)

@@ -34,6 +34,7 @@ class Home(Protocol):
 
     name: str
     max_head_bytes: int
+    in_flight: int
 
     def release(self, conn: UpstreamConnection, reusable: bool) -> None: ...
     def forget(self, conn: UpstreamConnection) -> None: ...
@@ -78,6 +79,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.keep_alive = False  # the complete response allows reuse
         self.extra = False  # bytes followed the complete response in the same read
         self.problem: str | None = None  # why the response is invalid
+        self.leased = False  # an exchange holds it (counted in the pool's in_flight)
         self.rx = 0  # reads so far: the sweep tells a silent release by it
         self.swept_rx = -1
         self.quiet_since = 0.0
@@ -173,19 +175,26 @@ class UpstreamConnection(asyncio.Protocol):
         self.reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.field_bytes += len(name) + len(value) + 4
-        if self.field_bytes > self.pool.max_head_bytes:
-            what = "head" if self.in_head else "trailer section"
-            self.problem = f"response {what} over {self.pool.max_head_bytes} bytes"
-            raise _Stop
-        if self.in_head:
+        if self.in_head:  # its size is checked once complete, and by the bytes read until then
             self.headers.append((name, value))
-        else:  # the trailer section of a chunked body: never merged into the head
-            if self.trailers is None:
-                self.trailers = []
-            self.trailers.append((name, value))
+            return
+        # The trailer section of a chunked body: never merged into the head, bounded as one.
+        limit = self.pool.max_head_bytes
+        self.field_bytes += len(name) + len(value) + 4
+        if self.field_bytes > limit:
+            self.problem = f"response trailer section over {limit} bytes"
+            raise _Stop
+        if self.trailers is None:
+            self.trailers = []
+        self.trailers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        limit = self.pool.max_head_bytes
+        if self.head_bytes > limit:  # what was read while it came is over: measure the head
+            size = len(self.reason) + sum(len(n) + len(v) + 4 for n, v in self.headers)
+            if size > limit:
+                self.problem = f"response head over {limit} bytes"
+                raise _Stop
         self.in_head = False
         self.head_bytes = 0
         self.field_bytes = 0
@@ -244,8 +253,12 @@ class UpstreamConnection(asyncio.Protocol):
         if sink is not None:
             sink.up_invalid(problem)
 
-    # -- used by the pool and the listener ---------------------------------------------------
+    # -- one exchange's call (``proxy.http.upstream.Call``), leased from the pool ------------
     def start(self, sink: Sink, head_only: bool) -> None:
+        """Serve ``sink``'s exchange; it counts in the pool's in-flight until ``finish``."""
+        if not self.leased:
+            self.leased = True
+            self.pool.in_flight += 1
         self.sink = sink
         self.head_only = head_only
         self.got_bytes = False
@@ -268,27 +281,50 @@ class UpstreamConnection(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
+    def unsent(self) -> bytes:
+        return b""  # connected: everything written went out
+
+    def pause_reading(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None:
+            self.transport.resume_reading()
+
+    def detach(self) -> UpstreamConnection:
+        self.sink = None
+        self.finish()
+        return self
+
+    def finish(self) -> None:
+        """The exchange is over (the connection, if reusable, is back in the pool already)."""
+        if self.leased:
+            self.leased = False
+            self.pool.in_flight -= 1
+
     def close(self) -> None:
         self.sink = None
         if self.transport is not None:
             self.transport.close()
 
     def abort(self) -> None:
+        """Close now and for good (the release may still be sending); the lease ends."""
         self.sink = None
         if self.transport is not None:
             self.transport.abort()
+        self.finish()
 
 
 def _framing(headers: list[tuple[bytes, bytes]]) -> bool | None:
     """True: the body is framed (Content-Length, or chunked); False: it ends with the
     connection; None: a transfer coding Switchback does not decode (as nginx, refused)."""
-    framed = False
+    # llhttp refuses a response with both, so the first of the two decides. Lengths are
+    # compared first: most fields are neither, and need no lower-cased copy.
     for name, value in headers:
-        lname = name.lower()
-        if lname == b"content-length":
-            framed = True
-        elif lname == b"transfer-encoding":
-            if value.strip().lower() != b"chunked":
-                return None
-            framed = True
-    return framed
+        size = len(name)
+        if size == 14 and name.lower() == b"content-length":
+            return True
+        if size == 17 and name.lower() == b"transfer-encoding":
+            return value.strip().lower() == b"chunked" or None
+    return False

@@ -24,7 +24,16 @@ class ResponseSide:
     """The upstream events of a response; half of ``proxy.http.forward.Forward``, which provides
     the attributes and the two methods declared here."""
 
-    __slots__ = ("head_sent", "out_chunked", "stash", "hold", "hold_size", "reason", "keep_alive")
+    __slots__ = (
+        "head_sent",
+        "out_chunked",
+        "stash",
+        "hold",
+        "hold_size",
+        "reason",
+        "keep_alive",
+        "deadline",
+    )
 
     ctx: Context
     client: Client
@@ -39,6 +48,7 @@ class ResponseSide:
 
     def _response_init(self, keep_alive: bool) -> None:
         self.keep_alive = keep_alive  # the client's connection may serve another request
+        self.deadline = 0.0  # loop time by which the response head is due; 0: none
         self.head_sent = False
         self.out_chunked = False
         self.stash: bytes | None = None
@@ -57,13 +67,17 @@ class ResponseSide:
             )
 
     def up_head(self, status: int, reason: bytes, headers: Fields) -> None:
+        self.deadline = 0.0
         ex = self.ex
         ex.status = status
         ex.response_headers = headers
         if status == 101:
             self._send_head(reason)
             return
-        if self._call(self.ctx.pipeline.response_head, "response_head") is FAILED:
+        pipeline = self.ctx.pipeline
+        if pipeline.response_head_hooks and (
+            self._call(pipeline.response_head, "response_head") is FAILED
+        ):
             return
         if ex.want_response_body:
             length = ex.response_header(b"content-length")
@@ -78,7 +92,8 @@ class ResponseSide:
 
     def _send_head(self, reason: bytes, served_by: bool = True) -> bool:
         """Run the respond hooks and make the client's head (kept in ``stash``)."""
-        if self._call(self.ctx.pipeline.respond, "respond") is FAILED:
+        pipeline = self.ctx.pipeline
+        if pipeline.respond_hooks and self._call(pipeline.respond, "respond") is FAILED:
             return False
         client = self.client
         head, self.out_chunked, must_close = http1.response_head(

@@ -94,13 +94,13 @@ async def test_over_long_request_heads_are_refused(
 
 
 async def test_heads_within_the_limits_go_through(switchback: StartProxy) -> None:
-    """Just under each default limit: 99 fields beside Host, a long target, a 60 KB field
+    """Just under each default limit: 99 fields beside Host, a long target, a 52 KB field
     (to a release that takes heads that large: aiohttp's own limit is 8 KB a line)."""
     release = RecordingRelease()
     await release.start()
     try:
         proxy = await switchback({"releases": {"blue": {"url": release.url}}})
-        big = b"X-Big: " + b"a" * 60_000
+        big = b"X-Big: " + b"a" * 52_000  # with the target, some 61 KB of head
         target = b"/" + b"a" * 8000
         request = head_with(*[b"X-%d: v" % i for i in range(98)], big, target=target)
         reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
