@@ -94,6 +94,9 @@ BAD = {
         "unknown key (known: url)",
     ),
     "source is not a key": ([("source", "x")], "source:", "unknown key"),
+    # lone surrogates (YAML's "\ud800" escape): msgspec raised UnicodeEncodeError
+    "surrogate": ([("admin.token", "\ud800")], "admin.token: '\\ud800'", "lone surrogate (U+D800)"),
+    "surrogate key": ([("\udc80", 1)], "['\\udc80']: the key '\\udc80'", "lone surrogate (U+DC80)"),
     "dict key placeholder": ([("releases.green.url", 9002)], "releases.green.url: 9002", "string"),
     "list item": ([("traffic.pins.green", ["a", 7])], "traffic.pins.green[1]: 7", "string"),
     "required": ([("releases", DELETE)], "releases:", "is missing (required)"),
@@ -355,7 +358,7 @@ def test_top_level_must_be_a_mapping(text: str, what: str) -> None:
 
 
 def test_on_is_a_key_not_a_boolean() -> None:
-    text = yaml.safe_dump(changed(("deprecations", []))) + (
+    text = yaml.safe_dump(changed(("deprecations", DELETE))) + (
         "deprecations:\n- id: sort-by\n  param: sort_by\n"
         "  on: GET /users\n  deprecated: 2026-05-01\n"
     )
@@ -391,7 +394,7 @@ def test_deep_nesting_is_an_error(depth: int) -> None:
     ],
 )
 def test_dates_become_utc_datetimes(written: str, expected: dt.datetime) -> None:
-    text = yaml.safe_dump(changed(("deprecations", []))) + (
+    text = yaml.safe_dump(changed(("deprecations", DELETE))) + (
         f"deprecations:\n- {{id: a, param: b, deprecated: {written}, sunset: {written}}}\n"
     )
     dep = parse(text).deprecations[0]
