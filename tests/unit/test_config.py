@@ -143,6 +143,12 @@ BAD = {
     "url port 0": ([("releases.green.url", "http://h:0")], "url: 'http://h:0'", "port (expected 1"),
     "url port": ([("releases.green.url", "http://h:99999")], "url: 'http://h:99999'", "port"),
     "url user": ([("releases.green.url", "http://u@h:1")], "url: 'http://u@h:1'", "credentials"),
+    "url urlsplit refuses": (  # these were "cannot check this config (ValueError: ...)"
+        [("releases.green.url", "http://[::1")],
+        "releases.green.url: 'http://[::1'",
+        "is not a URL: Invalid IPv6 URL (expected http://host:port)",
+    ),
+    "url NFKC": ([("releases.green.url", "http://a\uff03b:1")], "url: 'http://a", "NFKC"),
     # -- traffic
     "stable": ([("traffic.stable", "red")], "traffic.stable: 'red'", "is not a release"),
     "weight too big": (
@@ -210,6 +216,17 @@ BAD = {
     "connect timeout": ([("upstream.connect_timeout", 0)], "upstream.connect_timeout: 0", "posit"),
     "response timeout": ([("upstream.response_timeout", -1)], "response_timeout: -1", "positive"),
     "drain timeout": ([("server.drain_timeout", float("inf"))], "drain_timeout: inf", "positive"),
+    "keepalive nan": (
+        [("server.keepalive_timeout", float("nan"))],
+        "keepalive_timeout: nan",
+        "posit",
+    ),
+    "keepalive 0": ([("server.keepalive_timeout", 0)], "server.keepalive_timeout: 0", "positive"),
+    "int of 65 bits": (
+        [("upstream.pool_size", 2**64)],
+        "upstream.pool_size: 18446744073709551616",
+        "is out of range (a 64-bit integer)",
+    ),
     "pool size": ([("upstream.pool_size", -1)], "upstream.pool_size: -1", "is negative"),
     "max tracked": ([("clients.max_tracked", -5)], "clients.max_tracked: -5", "is negative"),
     "step seconds": ([("rollout.step_seconds", 0)], "rollout.step_seconds: 0", "positive"),
@@ -327,6 +344,18 @@ def test_admin_without_token_is_fine_on_loopback(listen: str) -> None:
 )
 def test_edge_values_that_are_valid(key: str, value: Any) -> None:
     parse(changed((key, value)))
+
+
+def test_huge_integers_are_shown_by_their_size() -> None:
+    text = yaml.safe_dump(changed(("telemetry.report_days", "HUGE"))).replace(
+        "HUGE", "0x" + "f" * 4000
+    )
+    assert error(text).split("\n") == [  # str() of these raised: "cannot check this config"
+        f"{SRC}: telemetry.report_days: an integer of about 4817 digits is out of range "
+        "(a 64-bit integer)",
+        f"{SRC}: telemetry.retention_days: 400 is shorter than telemetry.report_days (an "
+        "integer of about 4817 digits)",
+    ]
 
 
 def test_all_problems_are_reported_together() -> None:
