@@ -1,10 +1,11 @@
-# One command each: `make demo`, `make test`, `make bench`. Each creates .venv when missing.
+# One command each: `make demo`, `make test`, `make bench`, `make fuzz`. Each creates .venv when
+# missing.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,5 +29,10 @@ test: lint typecheck
 bench: $(STAMP)
 	$(BIN)/python loadtest/bench.py
 
+# The config fuzzer at length: at least 10,000 examples of each property (make test runs a few).
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest tests/unit/test_config_fuzz.py \
+		--hypothesis-show-statistics
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
