@@ -1,11 +1,11 @@
-# One command each: `make demo`, `make test`, `make bench`, `make soak`. Each creates .venv when
-# missing.
+# One command each: `make demo`, `make test`, `make bench`, `make soak`, `make fuzz`. Each
+# creates .venv when missing.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint imports typecheck unit bench soak clean
+.PHONY: demo test lint imports typecheck unit bench soak fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,5 +40,11 @@ soak: $(STAMP)
 	SOAK_SECONDS=60 SOAK_RESULTS=loadtest/results/soak-$$(date +%Y%m%d-%H%M%S).json \
 		$(BIN)/python -m pytest tests/soak/test_soak.py -s
 
+# The config fuzzer at length: at least 10,000 examples of each property (make test runs a few).
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest tests/unit/test_config_fuzz.py \
+		--hypothesis-show-statistics
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

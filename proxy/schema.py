@@ -1,6 +1,6 @@
 """The shape of a Switchback config file, as frozen msgspec structs.
 
-These structs are the contract every other module reads. ``proxy.config.load.load_config`` parses
+These structs are the contract every other module reads. ``proxy.config.load_config`` parses
 YAML, substitutes ``${VAR}``, converts into these types (msgspec reports type errors with the
 key path) and then checks what types cannot say (weights sum to 100, known release names, ...).
 Durations are seconds (float); weights are percentages (0-100, up to two decimals).

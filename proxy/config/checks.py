@@ -28,6 +28,7 @@ _PLAIN_KEY = re.compile(r"[\w-]+")
 ZERO = dt.timedelta(0)
 # Keys whose values no message shows (they are replaced by HIDDEN).
 SECRETS = frozenset({"admin.token", "admin.read_token", "clients.api_key_secret"})
+INT64 = 2**63  # integers are kept in SQLite and written as JSON: both stop at 64 bits
 
 
 def dotted(*path: str | int) -> str:
@@ -49,6 +50,8 @@ def show(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
         return str(int(value))
+    if isinstance(value, int) and value.bit_length() > 256:  # str() of 4300+ digits raises
+        return f"an integer of about {math.floor(math.log10(abs(value))) + 1} digits"
     if isinstance(value, dt.datetime) and value.time() == dt.time() and value.utcoffset() == ZERO:
         return value.date().isoformat()
     if isinstance(value, dt.date):
@@ -189,7 +192,9 @@ def check(cfg: Config) -> list[str]:
         _check_header(out, path, _get(cfg, path))
     for path, ok, problem in _NUMBERS:
         value = _get(cfg, path)
-        if not ok(value):
+        if isinstance(value, int) and not -INT64 <= value < INT64:
+            out.add(path, value, "is out of range (a 64-bit integer)")
+        elif not ok(value):
             out.add(path, value, problem)
     body_limit = cfg.limits.max_body_bytes
     if body_limit is not None and body_limit < 0:
@@ -199,7 +204,7 @@ def check(cfg: Config) -> list[str]:
         out.add(
             "telemetry.retention_days",
             cfg.telemetry.retention_days,
-            f"is shorter than telemetry.report_days ({cfg.telemetry.report_days})",
+            f"is shorter than telemetry.report_days ({show(cfg.telemetry.report_days)})",
         )
     _check_deprecations(out, cfg.deprecations)
     return out
@@ -245,7 +250,10 @@ def url_problem(url: str) -> str | None:
     """Why ``url`` is not ``http://host:port`` (port optional: 80), or None."""
     if "://" not in url:
         return "has no scheme (expected http://host:port)"
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # "Invalid IPv6 URL", characters that NFKC turns into "/?#@:"
+        return f"is not a URL: {exc} (expected http://host:port)"
     scheme = parts.scheme.lower()
     if scheme == "https":
         return "uses https, which the upstream client does not support yet (use http://)"

@@ -1,13 +1,14 @@
 """Load a Switchback config file into a frozen ``Config``, or say everything that is wrong.
 
-    text --YAML--> plain tree --${VAR}--> substituted tree --dates--> UTC datetimes
+    text --yaml_loader--> plain tree --${VAR}--> substituted tree --dates--> UTC datetimes
          --msgspec--> typed Config (one type error at most) --config_checks--> all problems
 
-Every failure is a ``ConfigError`` whose lines read ``<file>: <key.path>: <value> <problem>``;
-no other exception leaves ``parse_config``. Two choices worth knowing:
+Every failure is a ``ConfigError`` whose lines read ``<file>: <key.path>: <value> <problem>``
+(YAML syntax errors: ``<file>: line L, column C: invalid YAML: <problem>``); no other exception
+leaves ``parse_config``. Two choices worth knowing:
 
-- YAML booleans are YAML 1.2's: only true/false. YAML 1.1 would read the deprecation key
-  ``on:`` (and ``yes``/``no``/``off``) as a boolean.
+- YAML booleans are YAML 1.2's: only true/false (``proxy.config.yaml_loader``), and no key may be
+  given twice.
 - A scalar that is exactly one ``${VAR}`` takes the type its text has in YAML (``weight: ${W}``
   gives a number), except where the schema expects a string: a token ``0123`` stays a string.
 
@@ -29,40 +30,26 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import yaml
 
 from proxy.config import checks as config_checks
 from proxy.config import secrets as api_keys
 from proxy.config.checks import SECRETS, dotted, show
+from proxy.config.yaml_loader import MAX_DEPTH, load_yaml, scalar_value
 from proxy.core.routing import TrafficState
 from proxy.errors import ConfigError
 from proxy.schema import Config
 
 MAX_NODES = 100_000  # values after expanding YAML aliases ("billion laughs")
-MAX_DEPTH = 64
 
 Key = str | int  # a mapping key, or a list index
 _REF = re.compile(r"\$(\$\{)|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
 _MSGSPEC = re.compile(r"(?P<problem>.*?)(?: - at (?P<key>`key` in )?`\$(?P<path>[^`]*)`)?", re.S)
-_YAML_VALUE_ERRORS = (ValueError, TypeError, AttributeError, OverflowError)
 _STEP = re.compile(r"\.(\w+)|\[(\d+|\.\.\.)\]")
 _WORDS = {
     "str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
     "array": "a list", "object": "a mapping", "null": "null",
     "datetime": "a date (YYYY-MM-DD) or timestamp",
 }  # fmt: skip
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 booleans (true/false only)."""
-
-
-_BOOL = "tag:yaml.org,2002:bool"
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), None)
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
@@ -80,7 +67,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
 def parse_config(text: str, source: str, env: Mapping[str, str]) -> Config:
     """The checked ``Config`` in ``text``; ``source`` names it in messages and ``Config.source``."""
     try:
-        raw = _load_yaml(text, source)
+        raw = load_yaml(text, source)
         raw = _Substitution(source, env).run(raw)
         _normalize_dates(raw)
         cfg = _convert(raw, source)
@@ -88,8 +75,6 @@ def parse_config(text: str, source: str, env: Mapping[str, str]) -> Config:
         problems += config_checks.check(cfg)
     except ConfigError:
         raise
-    except RecursionError:
-        raise ConfigError(f"{source}: nested too deeply") from None
     except Exception as exc:  # a bug here must still read as a config problem, not a traceback
         raise ConfigError(
             f"{source}: cannot check this config ({type(exc).__name__}: {exc})"
@@ -125,24 +110,6 @@ def _api_key_secret_from_env(cfg: Config, env: Mapping[str, str]) -> tuple[Confi
     return msgspec.structs.replace(cfg, clients=clients), []
 
 
-def _load_yaml(text: str, source: str) -> dict[Any, Any]:
-    try:
-        raw = yaml.load(text, Loader=_Loader)  # safe: a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = " ".join(str(exc.problem or exc).split())
-        raise ConfigError(f"{source}: {where}invalid YAML: {problem}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: invalid YAML: {' '.join(str(exc).split())}") from None
-    except _YAML_VALUE_ERRORS as exc:  # PyYAML's constructors: 2026-02-30, !!int x, ...
-        raise ConfigError(f"{source}: invalid YAML value: {' '.join(str(exc).split())}") from None
-    if not isinstance(raw, dict):
-        what = "empty" if raw is None else f"a {type(raw).__name__}"
-        raise ConfigError(f"{source}: the top level is {what}, not a mapping of settings")
-    return raw
-
-
 class _Substitution:
     """``${VAR}``, ``${VAR:-default}`` (unset or empty: default) and ``$${`` in string values.
 
@@ -168,17 +135,21 @@ class _Substitution:
         if len(path) > MAX_DEPTH:
             raise ConfigError(f"{self.source}: {dotted(*path[:2])}: nested too deeply")
         if isinstance(node, str):
-            return self._scalar(node, tp, path)
+            value = self._scalar(node, tp, path)
+            if isinstance(value, str):
+                self._check_text(value, path)
+            return value
         if not isinstance(node, dict | list):
             return node
         if id(node) in active:
             raise ConfigError(f"{self.source}: {dotted(*path)}: a YAML alias refers to itself")
         active.add(id(node))
         if isinstance(node, dict):
-            new: Any = {
-                k: self._node(v, _child_type(tp, k), (*path, str(k)), active)
-                for k, v in node.items()
-            }
+            new: Any = {}
+            for k, v in node.items():
+                if isinstance(k, str):
+                    self._check_text(k, (*path, k), "the key ")
+                new[k] = self._node(v, _child_type(tp, k), (*path, _key(k)), active)
         else:
             new = [
                 self._node(v, _child_type(tp, i), (*path, i), active) for i, v in enumerate(node)
@@ -193,11 +164,17 @@ class _Substitution:
         value = _REF.sub(lambda m: self._ref(m, text, path), text)
         if whole is None or whole.group(2) is None or _accepts_str(tp):
             return value
+        return scalar_value(value)
+
+    def _check_text(self, text: str, path: tuple[Key, ...], what: str = "") -> None:
+        """Note a problem unless ``text`` is UTF-8 text, as msgspec and every encoder need."""
         try:
-            typed = yaml.load(value, Loader=_Loader)  # safe: a SafeLoader subclass
-        except (yaml.YAMLError, *_YAML_VALUE_ERRORS):
-            return value
-        return value if isinstance(typed, dict | list) else typed
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate, from a YAML escape or os.environ
+            self.problems.append(
+                f"{self.source}: {dotted(*path)}: {what}{show(text)} is not text: it has a lone "
+                f"surrogate (U+{ord(text[exc.start]):04X})"
+            )
 
     def _ref(self, m: re.Match[str], text: str, path: tuple[Key, ...]) -> str:
         escaped, name, default = m.groups()
@@ -218,6 +195,11 @@ class _Substitution:
             self.problems.append(f"{where}: ${{{name}}} is not set")
             return m.group(0)
         return value
+
+
+def _key(key: Any) -> str:
+    """A mapping key in a key path: a string as it is, others in YAML words (``1``, ``null``)."""
+    return key if isinstance(key, str) else show(key)
 
 
 def _normalize_dates(raw: dict[Any, Any]) -> None:
