@@ -107,9 +107,14 @@ def saved(state_dir: Path) -> dict[str, Any]:
 
 
 def ledger_rows(path: Path) -> dict[str, int]:
-    """client -> stored count of user-role touches, as another process reads the file."""
-    with closing(sqlite3.connect(path)) as conn:
-        rows = conn.execute("SELECT client, sum(count) FROM usage GROUP BY client").fetchall()
+    """client -> stored count of user-role touches, as another process reads the file (read
+    only, never creating it); {} while there is no such file or table yet (a new ledger being
+    made), so that a poll waits for it."""
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+            rows = conn.execute("SELECT client, sum(count) FROM usage GROUP BY client").fetchall()
+    except sqlite3.Error:
+        return {}
     return dict(rows)
 
 

@@ -224,12 +224,12 @@ BODY_RULES = RULES.response_field_rules("GET", "/users/1")  # user-role, item-ro
         (b'{"user":{"role":"admin"}}', ["user-role"]),
         (b'{"user":{"role":null},"items":[{"role":1}]}', ["user-role", "item-role"]),
         (b'{"user":{"roles":["a"]}}', []),
-        (b'{"user":"role"}', []),  # the key's bytes occur, so it is parsed: no match
-        (b'{"user":{"r\\u006fle":1}}', ["user-role"]),  # escaped key: no prefilter miss
+        (b'{"user":"role"}', []),  # a string where the path needs an object: no match
+        (b'{"user":{"r\\u006fle":1}}', ["user-role"]),  # an escaped key is the same key
         (b'{"user":{"role":1}', None),  # malformed, and it might have matched
-        (b'{"nothing": "here"', []),  # malformed, but no key occurs: not parsed at all
-        (b"", []),
-        (b"\xff\xfe", []),
+        (b'{"nothing": "here"', None),  # malformed, though no rule's key occurs in it
+        (b"", None),
+        (b"\xff\xfe", None),
         (b'{"user":{"role":1}} \xff', None),  # invalid UTF-8
     ],
 )
@@ -237,15 +237,25 @@ def test_match_body(body: bytes, expected: list[str] | None) -> None:
     assert ids(RuleSet.match_body(BODY_RULES, body)) == expected
 
 
-def test_match_body_does_not_parse_when_the_prefilter_rules_everything_out(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_match_body_without_rules_does_not_parse(monkeypatch: pytest.MonkeyPatch) -> None:
     def fail(*_: object) -> object:
         raise AssertionError("parsed")
 
-    monkeypatch.setattr("proxy.core.fieldscan.FieldScanner.scan", fail)
-    assert RuleSet.match_body(BODY_RULES, b'{"id": 1, "name": "x"}') == ()
+    monkeypatch.setattr("proxy.core.typedscan.TypedScanner.scan", fail)
     assert RuleSet.match_body((), b'{"user":{"role":1}}') == ()
+    assert RuleSet.match_body((), b'{"user":') == ()
+
+
+def test_match_body_answers_each_rule_from_one_decode() -> None:
+    rules = RuleSet.compile(
+        [dep("a", field="user.role"), dep("b", field="items[].role"), dep("c", field="links.*")]
+    ).rules
+    body = b'{"items":[{"id":1},{"role":null}],"links":{},"user":{"roles":[]}}'
+    assert ids(RuleSet.match_body(rules, body)) == ["b"]
+    assert ids(RuleSet.match_body(rules[::-1], b'{"links":{"self":1},"user":{"role":1}}')) == [
+        "c",
+        "a",
+    ]
 
 
 def test_match_body_slash_escape() -> None:

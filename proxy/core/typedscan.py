@@ -1,0 +1,311 @@
+"""Finding JSON paths in a body with a msgspec decoder generated from the paths.
+
+For a set of paths, one decoder is generated whose types hold only what the paths name: a key
+becomes a Struct field (``rename`` gives it its JSON name; a key msgspec cannot take as one,
+with a quote, a backslash or a control character, makes that object a ``dict``), ``[]`` a
+``list``, ``*`` a ``dict``, and the value a path ends on a ``msgspec.Raw`` (never parsed).
+Paths share one tree, so each body is decoded once. msgspec validates the whole text in C and
+skips every other key without building it: an array of 1,000 objects that lack the key costs
+1,000 small Structs allocated in C with no field set. The walk then reads the decoded tree
+with C iterators (``filter``, ``map``, ``chain``) and stops at the first hit; a run of empty
+Structs is skipped by one C-level count (``operator.countOf``), so no Python code runs per
+element. The Structs are not tracked by the cyclic collector (``gc=False``: decoded data has
+no cycles), so a call allocates only a few tracked objects (the lists and dicts on the paths).
+
+A set of paths that name keys alone (``user.role``) stays with the simdjson scanner: looking
+up a few keys costs it nothing per element, and its parse is faster than msgspec's skipping
+(``needs_types``).
+
+Every type along a path also accepts the other shapes a value can have (null, a scalar, an
+object where an array was expected and the reverse), so a type mismatch along a path decodes
+as "not there", which is what ``jsonpaths.find`` answers, instead of failing the decode.
+
+Validation stays simdjson's: a body msgspec refuses (malformed, a byte-order mark, nesting
+past Python's recursion limit, a number msgspec cannot hold where a path goes) is handed to the
+simdjson scanner (``fieldscan``), which decides as before; invalid UTF-8, which msgspec does
+not check in the text it skips, is refused first. Two differences remain where this decoder
+answers (the tests name them):
+
+- a number past 64-bit integers or doubles where no path goes is read as the valid JSON it
+  is; simdjson refused the whole body as malformed, so none of its fields was counted;
+- a key repeated in one object counts by its last occurrence, as a full parse (orjson,
+  Python's ``json``, JavaScript's ``JSON.parse``) and ``jsonpaths.find`` on it read it;
+  simdjson's look-up took the first. Neither reading counts more in general; finding both
+  would need a second walk of every body whose keys repeat anywhere, the cost removed here.
+
+Chosen by ``loadtest/inspection.py`` (us per call, best of 30, on the 2-core machine; rules
+``user.role`` and ``items[].role``): 87 KB with 1,000 items none of which has ``role``, the
+simdjson scanner 2,632, this decoder 130 (one typed by hand for the two rules: 135; msgspec's
+validation alone: 69; ``orjson.loads`` and ``find``: 743; simdjson's parse as well, to keep
+its verdict on every body: 176); every item with ``role``: 180 and 156; 1 KB (8 items) 23.5
+and 2.5 without, 3.6 and 3.6 with; ``meta.*.deprecated`` over 1,000 values without it: 5,975
+and 230; ``user.role`` alone at 87 KB: 44.8 and 74.7 (hence ``needs_types``). Young-generation
+collections: 0.9 per call at 87 KB before, 1 per 1,000 calls now.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from itertools import chain, repeat
+from types import GenericAlias
+from typing import Any, Union
+
+import msgspec
+from msgspec import UNSET, Raw
+
+from proxy.core.fieldscan import FieldScanner
+from proxy.core.jsonpaths import ANY, EACH, KEY, JsonPath, Step
+
+
+class _AnyObject(msgspec.Struct, gc=False):
+    """An object where the paths need none: every key skipped in C."""
+
+
+class _AnyArray(msgspec.Struct, array_like=True, gc=False):
+    """An array where the paths need none: every element skipped in C."""
+
+
+# A value of any scalar kind, so a scalar where a path needs a container is "not there".
+_SCALARS = (type(None), bool, int, float, str)
+_present = partial(operator.is_not, UNSET)
+_is_dict = dict.__instancecheck__
+_is_list = list.__instancecheck__
+_END = object()
+
+
+class _Shape:
+    """What the paths need of one value: keys, any key (``*``), every element (``[]``)."""
+
+    __slots__ = ("keys", "any", "each")
+
+    def __init__(self) -> None:
+        self.keys: dict[str, _Shape] = {}
+        self.any: _Shape | None = None
+        self.each: _Shape | None = None
+
+    def add(self, steps: Sequence[Step]) -> None:
+        shape = self
+        for kind, key in steps:
+            if kind == KEY:
+                shape = shape.keys.setdefault(key, _Shape())
+            elif kind == ANY:
+                shape.any = shape = shape.any or _Shape()
+            else:
+                shape.each = shape = shape.each or _Shape()
+
+    def merge(self, other: _Shape) -> None:
+        for key, child in other.keys.items():
+            self.keys.setdefault(key, _Shape()).merge(child)
+        if other.any is not None:
+            self.any = self.any or _Shape()
+            self.any.merge(other.any)
+        if other.each is not None:
+            self.each = self.each or _Shape()
+            self.each.merge(other.each)
+
+
+@dataclass(slots=True)
+class _Node:
+    """The type generated for one value, and how a walk reads its parts."""
+
+    type: Any
+    struct: type | None = None  # the object part when a Struct: key -> (attribute, node)
+    fields: dict[str, tuple[str, _Node]] = field(default_factory=dict)
+    values: _Node | None = None  # the object part when a dict (``*``, or a key msgspec refuses)
+    items: _Node | None = None  # the array part
+
+
+def _nameable(key: str) -> bool:
+    """Whether msgspec accepts ``key`` as a field's JSON name."""
+    return '"' not in key and "\\" not in key and all(c >= " " for c in key)
+
+
+def _build(shape: _Shape) -> _Node:
+    if not shape.keys and shape.any is None and shape.each is None:
+        return _Node(Raw)  # a path ends here: present or not, never parsed
+    node = _Node(Any)
+    if shape.each is not None:
+        node.items = _build(shape.each)
+    array: Any = GenericAlias(list, node.items.type) if node.items else None
+    if shape.any is not None or not all(map(_nameable, shape.keys)):
+        merged = _Shape()
+        for child in (shape.any, *shape.keys.values()):
+            if child is not None:
+                merged.merge(child)
+        node.values = _build(merged)
+        obj: Any = GenericAlias(dict, (str, node.values.type))
+        array = array or _AnyArray
+    elif shape.keys:
+        node.fields = {k: (f"f{i}", _build(s)) for i, (k, s) in enumerate(shape.keys.items())}
+        obj = node.struct = msgspec.defstruct(
+            "_Object",
+            [(attr, child.type, UNSET) for attr, child in node.fields.values()],
+            rename={attr: key for key, (attr, _) in node.fields.items()},
+            gc=False,  # holds no cycles: the collector need not track one per element
+        )
+        array = array or list[Raw]
+    else:
+        obj = _AnyObject
+    node.type = Union[(obj, array, *_SCALARS)]  # noqa: UP007 (built at run time)
+    return node
+
+
+Walk = Callable[[Iterator[Any]], Iterator[Any]]
+
+
+def _each(values: Iterator[Any]) -> Iterator[Any]:
+    return chain.from_iterable(filter(_is_list, values))
+
+
+def _every_value(values: Iterator[Any]) -> Iterator[Any]:
+    return chain.from_iterable(map(dict.values, filter(_is_dict, values)))
+
+
+def _field(attr: str, last: bool) -> Walk:
+    # getattr with a default: any other kind of value (null, a list, a scalar) has no such
+    # attribute. Before the last step a falsy value cannot lead further (UNSET, null, 0, "",
+    # an empty list or dict), so the plain truth test drops it; the last keeps any present one.
+    keep = _present if last else None
+
+    def walk(values: Iterator[Any]) -> Iterator[Any]:
+        return filter(keep, map(getattr, values, repeat(attr), repeat(UNSET)))
+
+    return walk
+
+
+def _dict_key(key: str, last: bool) -> Walk:
+    keep = _present if last else None
+    read = operator.methodcaller("get", key, UNSET)
+
+    def walk(values: Iterator[Any]) -> Iterator[Any]:
+        return filter(keep, map(read, filter(_is_dict, values)))
+
+    return walk
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How one path is read from the decoded value."""
+
+    keys: tuple[tuple[str | None, str], ...]  # the leading keys: (Struct attribute | None, key)
+    spread: int  # the step after them when it is EACH or ANY over Structs; else KEY
+    empty: Any  # then the Struct with no field set: a run of those holds nothing
+    walks: tuple[Walk, ...]  # the steps after the leading keys
+
+
+def _plan(root: _Node, steps: Sequence[Step]) -> _Plan:
+    node = root
+    keys: list[tuple[str | None, str]] = []
+    walks: list[Walk] = []
+    spread, empty = KEY, None
+    for i, (kind, key) in enumerate(steps):
+        last = i == len(steps) - 1
+        if kind == EACH:
+            assert node.items is not None
+            walks.append(_each)
+            node = node.items
+        elif kind == ANY:
+            assert node.values is not None
+            walks.append(_every_value)
+            node = node.values
+        elif node.struct is not None:
+            attr, node = node.fields[key]
+            if walks:
+                walks.append(_field(attr, last))
+            else:
+                keys.append((attr, key))
+        else:
+            assert node.values is not None
+            node = node.values
+            if walks:
+                walks.append(_dict_key(key, last))
+            else:
+                keys.append((None, key))
+        if i == len(keys) and kind != KEY and not last and steps[i + 1][0] == KEY:
+            if node.struct is not None:  # the next step reads a field of these Structs
+                spread, empty = kind, node.struct()
+    return _Plan(tuple(keys), spread, empty, tuple(walks))
+
+
+def _occurs(root: Any, plan: _Plan) -> bool:
+    value = root
+    for attr, key in plan.keys:  # one value while the path names keys: plain look-ups
+        if attr is not None:
+            value = getattr(value, attr, UNSET)
+        elif type(value) is dict:
+            value = value.get(key, UNSET)
+        else:
+            return False
+        if value is UNSET:
+            return False
+    if not plan.walks:
+        return True
+    if plan.spread != KEY:
+        # Elements (or values) that are all empty Structs hold nothing: one C-level count
+        # skips them. It is tried when the first one is empty, so an array whose elements all
+        # have the field is not compared element by element before the first hit.
+        parts: Collection[Any] | None
+        if plan.spread == EACH:
+            parts = value if type(value) is list else None
+        else:
+            parts = value.values() if type(value) is dict else None
+        if not parts:
+            return False
+        if next(iter(parts)) == plan.empty and operator.countOf(parts, plan.empty) == len(parts):
+            return False
+    found: Iterator[Any] = iter((value,))
+    for walk in plan.walks:  # then every value at once, through C iterators
+        found = walk(found)
+    return next(found, _END) is not _END
+
+
+# Generating the types takes ~1 ms for a few short paths and grows with depth (7 ms at 64 steps,
+# msgspec's recursion limit near 400); a set with a deeper path is left to the simdjson scanner.
+MAX_STEPS = 32
+
+
+def needs_types(paths: Sequence[JsonPath]) -> bool:
+    """Whether the generated decoder pays for these paths: some ``[]`` or ``*``, none deeper
+    than ``MAX_STEPS``. Paths of keys alone cost the simdjson scanner nothing per element, and
+    its parse is faster than msgspec's skipping (44 against 74 us at 87 KB)."""
+    steps = [p.steps for p in paths]
+    return all(len(s) <= MAX_STEPS for s in steps) and any(k != KEY for s in steps for k, _ in s)
+
+
+class TypedScanner:
+    """Per path, whether it occurs in a JSON body; the same contract as ``FieldScanner``,
+    which answers alone for paths that do not ``needs_types``.
+
+    Built once per set of paths (the caller caches it); ``scan`` keeps no state between calls.
+    """
+
+    def __init__(self, paths: Sequence[JsonPath]) -> None:
+        self.paths = tuple(paths)
+        self._fallback = FieldScanner(self.paths)
+        self._decoder: msgspec.json.Decoder[Any] | None = None
+        self._plans: tuple[_Plan, ...] = ()
+        if needs_types(self.paths):
+            shape = _Shape()
+            for path in self.paths:
+                shape.add(path.steps)
+            root = _build(shape)
+            self._decoder = msgspec.json.Decoder(root.type)
+            self._plans = tuple(_plan(root, path.steps) for path in self.paths)
+
+    def scan(self, body: bytes) -> tuple[bool, ...] | None:
+        """Per path, whether it occurs in the JSON ``body``; None when it is not valid JSON."""
+        if self._decoder is None:
+            return self._fallback.scan(body)
+        if not body.isascii():  # msgspec checks UTF-8 only in what it decodes, not what it skips
+            try:
+                body.decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+        try:
+            root = self._decoder.decode(body)
+        except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError
+            return self._fallback.scan(body)
+        return tuple(_occurs(root, plan) for plan in self._plans)
