@@ -154,6 +154,7 @@ class Runtime:
             up.connect_timeout,
             up.pool_size,
             self.config.limits.max_response_head_bytes,
+            self.config.limits.max_in_flight,
         )
 
     def _resolve_api_key_secret(self, cfg: Config) -> bytes | None:
@@ -301,6 +302,7 @@ class Runtime:
                 pool.connect_timeout = new.upstream.connect_timeout
                 pool.max_idle = new.upstream.pool_size
                 pool.max_head_bytes = new.limits.max_response_head_bytes
+                pool.max_in_flight = new.limits.max_in_flight
         self.settings = listener_settings(new)
         self.telemetry.reconfigure(new)
         self.api_key_secret = secret

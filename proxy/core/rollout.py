@@ -361,3 +361,10 @@ TRANSITIONS: dict[tuple[State, str], _Handler] = {
     (ROLLED_BACK, PROMOTE): _promote_anew,
     (PROMOTED, PROMOTE): _promote_anew,
 }
+
+# The states in which a tick may change something: only those need the windows' statistics.
+JUDGING: frozenset[State] = frozenset(
+    state
+    for (state, event), handler in TRANSITIONS.items()
+    if event == TICK and handler is not _stay
+)

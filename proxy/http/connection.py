@@ -47,6 +47,34 @@ class _Stop(Exception):
 
 
 class ClientConnection(Guard, asyncio.Protocol):
+    __slots__ = (
+        "server",
+        "ctx",
+        "parser",
+        "transport",
+        "peer",
+        "peer_bytes",
+        "url",
+        "headers",
+        "trailers",
+        "active",
+        "queue",
+        "tunnel",
+        "upgrading",
+        "held",
+        "refusal",
+        "write_paused",
+        "http10",
+        "draining",
+        "eof",
+        "over_capacity",
+        "served",
+        "in_head",
+        "head_bytes",
+        "field_bytes",
+        "body_bytes",
+    )
+
     server: Server
 
     PAUSE_UPSTREAM = 1  # the release's socket is full

@@ -178,17 +178,23 @@ class FakeUpstream:
         *,
         refuse: Collection[str] = (),
         reused: Collection[int] = (),
+        max_in_flight: int | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.handler = handler
         self.refuse = set(refuse)  # releases whose connections cannot be opened
         self.reused = set(reused)  # call numbers that go out on a kept-alive connection
+        self.max_in_flight = max_in_flight  # calls at once per release (None: no limit)
         self.loop = loop or asyncio.get_running_loop()
         self.calls: list[FakeCall] = []
         self.requests: list[FakeRequest] = []
         self.in_flight_by: dict[str, int] = {}
 
-    def open(self, release: str, sink: Sink, *, head_only: bool, fresh: bool = False) -> FakeCall:
+    def open(
+        self, release: str, sink: Sink, *, head_only: bool, fresh: bool = False
+    ) -> FakeCall | None:
+        if self.max_in_flight is not None and self.in_flight(release) >= self.max_in_flight:
+            return None
         attempt = len(self.calls) + 1
         call = FakeCall(self, release, sink, attempt, reused=not fresh and attempt in self.reused)
         self.calls.append(call)

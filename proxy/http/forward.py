@@ -102,16 +102,15 @@ class Forward(ResponseSide):
         ex.started = ctx.loop.time()
         pipeline = ctx.pipeline
         if pipeline.request_hooks:
-            reply = self._call(pipeline.request, "request")
-            if reply is FAILED:
+            try:
+                reply = pipeline.request(ex)
+            except Exception:
+                self._step_failed("request")
                 return
             if reply is not None:
                 self._answer(reply)
                 return
-        settings = ctx.settings
-        if ctx.upstream.in_flight(ex.release) >= settings.max_in_flight:
-            limit, retry_after = settings.max_in_flight, settings.retry_after
-            self.refuse(refusals.release_overloaded(ex.release, limit, retry_after))
+        if not self._open(ex.release, fresh=False):
             return
         if ex.want_request_body:
             self.copy = []
@@ -122,7 +121,7 @@ class Forward(ResponseSide):
         data = http1.request_head(
             ex,
             self.client.peer_bytes,
-            settings.trust_forwarded,
+            ctx.settings.trust_forwarded,
             self.req_chunked,
             self.upgrade_token,
         )
@@ -133,22 +132,29 @@ class Forward(ResponseSide):
         if self.request_done and self.req_chunked:
             self.tail_sent = True
             data += http1.last_chunk(self.req_trailers)
-        self._open(ex.release, fresh=False)
         self._send(data)
         if self.request_done:
             self._arm_timer()
 
-    def _open(self, release: str, fresh: bool) -> None:
-        """A call to ``release``. Back-pressure that began before it still holds: a client not
-        taking bytes (a pipelined request behind a large response), a release not taking them."""
+    def _open(self, release: str, fresh: bool) -> bool:
+        """A call to ``release``; False when it has ``limits.max_in_flight`` requests already
+        (answered 503, a circuit breaker: the release is not called). Back-pressure that began
+        before the call still holds: a client not taking bytes (a pipelined request behind a
+        large response), a release not taking them."""
         call = self.call = self.ctx.upstream.open(
             release, self, head_only=self.is_head, fresh=fresh
         )
+        if call is None:
+            settings = self.ctx.settings
+            limit, retry_after = settings.max_in_flight, settings.retry_after
+            self.refuse(refusals.release_overloaded(release, limit, retry_after))
+            return False
         client = self.client
         if client.write_paused:
             call.pause_reading()
         if call.write_paused:
             client.pause_reading(client.PAUSE_UPSTREAM)
+        return True
 
     def _call(self, hook: Any, name: str, *args: Any) -> Any:
         """Run a pipeline hook; a step that fails is our bug: logged, and the request is
@@ -156,11 +162,14 @@ class Forward(ResponseSide):
         try:
             return hook(self.ex, *args)
         except Exception:
-            ex = self.ex
-            log.exception("a step failed in %s on %s %r", name, ex.method, ex.target[:200])
-            if name != "done":  # after done there is nothing left to answer
-                self.refuse(refusals.INTERNAL_ERROR)
+            self._step_failed(name)
             return FAILED
+
+    def _step_failed(self, name: str) -> None:
+        ex = self.ex
+        log.exception("a step failed in %s on %s %r", name, ex.method, ex.target[:200])
+        if name != "done":  # after done there is nothing left to answer
+            self.refuse(refusals.INTERNAL_ERROR)
 
     def _send(self, data: bytes) -> None:
         replay = self.replay
@@ -357,8 +366,7 @@ class Forward(ResponseSide):
         if release != self.ex.release:
             self.ex.failover_from = self.ex.release
             self.ex.release = release
-        self._open(release, fresh)
-        if self.call is not None:
+        if self._open(release, fresh) and self.call is not None:
             self.call.write(data)
         if self.request_done:
             self._arm_timer()
@@ -438,7 +446,10 @@ class Forward(ResponseSide):
         ex.outcome = outcome
         pipeline = self.ctx.pipeline
         if ex.started and pipeline.done_hooks:
-            self._call(pipeline.done, "done")
+            try:
+                pipeline.done(ex)
+            except Exception:
+                self._step_failed("done")
         client.exchange_finished(self, self.keep_alive and self.request_done)
 
 

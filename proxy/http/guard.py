@@ -42,6 +42,24 @@ class Server(Protocol):
 
 
 class Guard:
+    # The attributes this half assigns (the rest are ``ClientConnection``'s): slots, since a
+    # connection has more attributes than CPython shares keys for in an instance dict, and
+    # every one of them is read per request.
+    __slots__ = (
+        "rejected",
+        "closing",
+        "lingering",
+        "parsing",
+        "paused",
+        "rx",
+        "swept_rx",
+        "quiet_since",
+        "idle_since",
+        "head_since",
+        "blocked_since",
+        "linger_since",
+    )
+
     PAUSE_REJECTED = 16  # a refused request: nothing more is read from this client
 
     server: Server

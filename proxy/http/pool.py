@@ -35,6 +35,7 @@ class UpstreamPool:
         connect_timeout: float,
         max_idle: int,
         max_head_bytes: int = 64 * 1024,
+        max_in_flight: int = 1024,
     ) -> None:
         self.name = release
         self.host = host
@@ -42,6 +43,7 @@ class UpstreamPool:
         self.connect_timeout = connect_timeout
         self.max_idle = max_idle
         self.max_head_bytes = max_head_bytes  # a longer response head (or trailer) is invalid
+        self.max_in_flight = max_in_flight  # more calls at once are refused (circuit breaker)
         self.idle: list[UpstreamConnection] = []
         self.in_flight = 0
         self.closed = False
@@ -243,8 +245,12 @@ class Pools:
         self.pools = pools
         self.spawn = spawn
 
-    def open(self, release: str, sink: Sink, *, head_only: bool, fresh: bool = False) -> Call:
+    def open(
+        self, release: str, sink: Sink, *, head_only: bool, fresh: bool = False
+    ) -> Call | None:
         pool = self.pools[release]
+        if pool.in_flight >= pool.max_in_flight:
+            return None
         conn = None if fresh else pool.acquire_idle()
         if conn is not None:
             conn.start(sink, head_only)

@@ -54,6 +54,37 @@ class UpstreamConnection(asyncio.Protocol):
     passed on (``up_invalid``); bytes after a complete response end the connection (it is not
     reused) and never answer another request."""
 
+    __slots__ = (
+        "pool",
+        "parser",
+        "transport",
+        "sink",
+        "tunnel",
+        "head_only",
+        "got_bytes",
+        "eof_body",
+        "peer_eof",
+        "interim",
+        "upgraded",
+        "reused",
+        "write_paused",
+        "idle_since",
+        "headers",
+        "trailers",
+        "reason",
+        "in_head",
+        "head_bytes",
+        "field_bytes",
+        "complete",
+        "keep_alive",
+        "extra",
+        "problem",
+        "leased",
+        "rx",
+        "swept_rx",
+        "quiet_since",
+    )
+
     def __init__(self, pool: Home) -> None:
         self.pool = pool
         self.parser = httptools.HttpResponseParser(self)

@@ -91,9 +91,13 @@ class Call(Protocol):
 class Upstream(Protocol):
     """The releases, as the data plane reaches them."""
 
-    def open(self, release: str, sink: Sink, *, head_only: bool, fresh: bool = False) -> Call:
-        """Start a call to ``release``. ``head_only``: the request is HEAD (no response body
-        whatever the head says). ``fresh``: not on a kept-alive connection (a retry)."""
+    def open(
+        self, release: str, sink: Sink, *, head_only: bool, fresh: bool = False
+    ) -> Call | None:
+        """Start a call to ``release``, or None when it has as many calls as it may have (a
+        circuit breaker: the caller answers 503). ``head_only``: the request is HEAD (no
+        response body whatever the head says). ``fresh``: not on a kept-alive connection (a
+        retry)."""
         ...
 
     def in_flight(self, release: str) -> int:

@@ -26,6 +26,7 @@ import msgspec
 from proxy.config.load import initial_traffic
 from proxy.core.rollout import (
     IN_PROGRESS,
+    JUDGING,
     PAUSE,
     PROMOTE,
     RAMPING,
@@ -189,7 +190,10 @@ class TrafficControl:
 
     def tick(self) -> None:
         """Called about once a second: feeds the rollout both releases' statistics over the
-        window it judges; what a tick does in each state is the rollout table's call."""
+        window it judges; what a tick does in each state is the rollout table's call (in the
+        states where the table does nothing on a tick, no statistics are gathered)."""
+        if self.rollout.state not in JUDGING:
+            return
         now_wall = time.time()
         now = self.clock()
         window = window_seconds(self.rollout, now_wall)

@@ -303,3 +303,19 @@ async def test_a_refusal_mid_request_cuts_the_release_off() -> None:
     assert upstream.calls[0].aborted and upstream.requests == []  # never a whole request
     assert client.response()[0] == 408 and ctx.refusals == ["body_timeout"]
     assert client.finished == [False]
+
+
+async def test_a_release_at_its_call_limit_is_a_503_and_is_not_called() -> None:
+    """The seam refuses a call beyond the release's limit (a circuit breaker)."""
+    upstream = FakeUpstream(ok, max_in_flight=1)
+    ctx = Runtime(upstream)
+    first, second = Recorder(), Recorder()
+    busy = Forward(first, ctx, Exchange("GET", b"/a", [], "10.0.0.9"), True, False, None)
+    busy.begin()  # one call in flight on green
+    fwd = Forward(second, ctx, Exchange("GET", b"/b", [], "10.0.0.9"), True, False, None)
+    fwd.begin()
+    status, headers, body = second.response()
+    payload = orjson.loads(body)
+    assert (status, payload["error"], payload["release"]) == (503, "release_overloaded", "green")
+    assert headers[b"retry-after"] == b"1"
+    assert len(upstream.calls) == 1 and ctx.refusals == ["release_in_flight"]
