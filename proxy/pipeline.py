@@ -75,8 +75,8 @@ class Exchange:
     __slots__ = (
         "method",
         "target",
-        "path",
-        "query",
+        "_path",
+        "_query",
         "headers",
         "peer",
         "client_id",
@@ -99,9 +99,8 @@ class Exchange:
     ) -> None:
         self.method = method
         self.target = target  # the raw request target, byte for byte
-        raw_path, sep, raw_query = target.partition(b"?")
-        self.path = raw_path.decode("latin-1")  # still percent-encoded, exactly as received
-        self.query: str | None = raw_query.decode("latin-1") if sep else None
+        self._path: str | None = None  # decoded when a step asks (most requests: never)
+        self._query: str | None = None
         self.headers = headers  # (name, value) as received, in order
         self.peer = peer
         self.client_id = ""
@@ -121,6 +120,23 @@ class Exchange:
         # "internal_error" (a step failed: 500), "rejected" (a limit, a timeout, overload)
         self.outcome = "ok"
         self.slots: dict[Slot[Any], Any] | None = None
+
+    @property
+    def path(self) -> str:
+        """The target's path, still percent-encoded, exactly as received."""
+        path = self._path
+        if path is None:
+            raw_path, sep, raw_query = self.target.partition(b"?")
+            path = self._path = raw_path.decode("latin-1")
+            self._query = raw_query.decode("latin-1") if sep else None
+        return path
+
+    @property
+    def query(self) -> str | None:
+        """The target's query (after ``?``) as received, or None when there is no ``?``."""
+        if self._path is None:
+            self.path  # noqa: B018 - decodes both
+        return self._query
 
     def get(self, slot: Slot[T]) -> T | None:
         slots = self.slots

@@ -32,8 +32,10 @@ def bucket_of(client_id: str) -> int:
     return int.from_bytes(digest, "big") % BUCKETS
 
 
+@functools.lru_cache(maxsize=1024)
 def weight_to_buckets(weight: float) -> int:
-    """Percent (0-100, two decimals) to a number of buckets (0-10000)."""
+    """Percent (0-100, two decimals) to a number of buckets (0-10000); memoized, since every
+    request asks it of the weight in force."""
     return max(0, min(BUCKETS, round(weight * 100)))
 
 

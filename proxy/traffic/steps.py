@@ -37,12 +37,12 @@ class ChooseRelease(Step):
 
     def request(self, ex: Exchange) -> None:
         state = self.traffic()
-        override = None
         header = state.override_header
-        if header is not None:
-            raw = ex.header(header.encode("latin-1"))
-            override = raw.decode("latin-1") if raw is not None else None
-        ex.release = route(ex.client_id, override, state)
+        if header is None:
+            ex.release = route(ex.client_id, None, state)
+            return
+        raw = ex.header(header.encode("latin-1"))
+        ex.release = route(ex.client_id, raw.decode("latin-1") if raw is not None else None, state)
 
 
 class RecordExchange(Step):
