@@ -99,9 +99,9 @@ def front_nginx_conf(work: Path, listen: int, ports: dict[str, int], status: int
         10% green;
         *   blue;
     }}
-    # 64 idle connections per release, as Switchback's upstream.pool_size default.
-    upstream blue {{ server {HOST}:{ports["blue"]}; keepalive 64; keepalive_requests 1000000; }}
-    upstream green {{ server {HOST}:{ports["green"]}; keepalive 64; keepalive_requests 1000000; }}
+    # 1024 idle connections per release, as Switchback's upstream.pool_size default.
+    upstream blue {{ server {HOST}:{ports["blue"]}; keepalive 1024; keepalive_requests 1000000; }}
+    upstream green {{ server {HOST}:{ports["green"]}; keepalive 1024; keepalive_requests 1000000; }}
     server {{
         listen {HOST}:{listen};
         location / {{

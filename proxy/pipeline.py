@@ -83,7 +83,8 @@ class Exchange:
         "release",
         "started",
         "status",
-        "response_headers",
+        "_response_headers",
+        "_response_index",
         "add_headers",
         "want_request_body",
         "want_response_body",
@@ -107,7 +108,8 @@ class Exchange:
         self.release = ""
         self.started = 0.0
         self.status = 0
-        self.response_headers: list[tuple[bytes, bytes]] = []
+        self._response_headers: list[tuple[bytes, bytes]] = []
+        self._response_index: dict[bytes, bytes] | None = None  # built on the first look-up
         self.add_headers: list[tuple[bytes, bytes]] = []
         self.want_request_body = False
         self.want_response_body = False
@@ -151,9 +153,26 @@ class Exchange:
         """The first request header with this (lower-case) name, or None."""
         return first_header(self.headers, lower_name)
 
+    @property
+    def response_headers(self) -> list[tuple[bytes, bytes]]:
+        """The response's header fields as the release sent them (original case and order)."""
+        return self._response_headers
+
+    @response_headers.setter
+    def response_headers(self, headers: list[tuple[bytes, bytes]]) -> None:
+        self._response_headers = headers
+        self._response_index = None
+
     def response_header(self, lower_name: bytes) -> bytes | None:
-        """The first response header with this (lower-case) name, or None."""
-        return first_header(self.response_headers, lower_name)
+        """The first response header with this (lower-case) name, or None. Steps look up
+        several per response: the first look-up indexes them all (one pass)."""
+        index = self._response_index
+        if index is None:
+            index = {}
+            for name, value in self._response_headers:
+                index.setdefault(name.lower(), value)
+            self._response_index = index
+        return index.get(lower_name)
 
 
 def first_header(headers: Sequence[tuple[bytes, bytes]], lower_name: bytes) -> bytes | None:

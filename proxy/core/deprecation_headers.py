@@ -67,6 +67,12 @@ def _cached(rules: tuple[Rule, ...], warning: bool) -> tuple[Header, ...]:
     return tuple(_headers(rules, [], warning))
 
 
+def headers_for(rules: tuple[Rule, ...], warning: bool) -> tuple[Header, ...]:
+    """The headers for ``rules`` when the app sent none of Deprecation, Sunset or Link (the
+    caller knows): computed once per set of rules, then the same tuple."""
+    return _cached(rules, warning)
+
+
 @lru_cache(maxsize=64)
 def imf_fixdate(unix: int) -> bytes:
     """``Sun, 06 Nov 1994 08:49:37 GMT`` in English whatever the locale (RFC 9110 5.6.7)."""

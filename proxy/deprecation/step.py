@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 
 from proxy.core.bodyinspect import decoded_copy, is_json_content_type
-from proxy.core.deprecation_headers import deprecation_headers
+from proxy.core.deprecation_headers import deprecation_headers, headers_for
 from proxy.core.rules import Rule, RuleSet
 from proxy.deprecation.telemetry import EtagKey, Telemetry
 from proxy.pipeline import Exchange, Slot, Step
@@ -130,8 +130,16 @@ class DeprecationStep(Step):
 
     def respond(self, ex: Exchange) -> None:
         found = ex.get(FOUND)
-        if found is not None and (found.used or found.exposed):
-            involved = found.used + found.exposed
+        if found is None or not (found.used or found.exposed):
+            return
+        involved = found.used + found.exposed
+        if (
+            ex.response_header(b"deprecation") is None
+            and ex.response_header(b"sunset") is None
+            and ex.response_header(b"link") is None
+        ):  # the usual case: the app announced nothing itself
+            ex.add_headers.extend(headers_for(tuple(involved), self.warning))
+        else:
             ex.add_headers.extend(deprecation_headers(involved, ex.response_headers, self.warning))
 
     def done(self, ex: Exchange) -> None:

@@ -83,7 +83,7 @@ BAD = {
         f"listen: has an unknown tag, !foo (line {LISTEN}, column 9)",
     ),
     "4301 digits": (  # str() of an int stops at 4300 digits
-        dev("pool_size: 64", "pool_size: " + "9" * 4301),
+        dev("pool_size: 1024", "pool_size: " + "9" * 4301),
         f"upstream.pool_size: '{'9' * 76}... is not an integer: too many digits",
     ),
     "merge key in a !!pairs": (
@@ -122,8 +122,8 @@ def test_key_given_twice_deeper_and_as_equal_numbers() -> None:
 
 def test_merge_keys_may_be_overridden() -> None:
     text = dev("  connect_timeout: 2.0\n", "  <<: {connect_timeout: 1, pool_size: 8}\n")
-    cfg = parse_config(text, SRC, {})  # pool_size: 64 follows, and wins
-    assert (cfg.upstream.connect_timeout, cfg.upstream.pool_size) == (1, 64)
+    cfg = parse_config(text, SRC, {})  # pool_size: 1024 follows, and wins
+    assert (cfg.upstream.connect_timeout, cfg.upstream.pool_size) == (1, 1024)
 
 
 def test_control_character_has_line_and_column() -> None:
