@@ -26,9 +26,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import bodies
 import configs
-from processes import free_port
+from processes import free_port, plain_upstream
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -79,13 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="switchback-ab-"))
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        site = work / "site"
-        bodies.write_site(site)
-        ports = {"blue": free_port(), "green": free_port()}
-        conf = work / "upstream.conf"
-        conf.write_text(configs.upstream_nginx_conf(work, site, ports, {}, free_port()))
-        nginx_argv = [nginx, "-p", str(work), "-e", str(work / "e.log"), "-c", str(conf)]
-        procs.append(subprocess.Popen(nginx_argv))  # noqa: S603
+        upstream, ports = plain_upstream(work, nginx)
+        procs.append(upstream)
         running: dict[str, tuple[int, str]] = {}
         for name, checkout in fronts.items():
             listen, admin = free_port(), free_port()

@@ -26,9 +26,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import bodies
 import configs
-from processes import free_port
+from processes import free_port, plain_upstream
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -88,13 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="switchback-instructions-"))
     upstream: subprocess.Popen[bytes] | None = None
     try:
-        site = work / "site"
-        bodies.write_site(site)
-        ports = {"blue": free_port(), "green": free_port()}
-        conf = work / "upstream.conf"
-        conf.write_text(configs.upstream_nginx_conf(work, site, ports, {}, free_port()))
-        nginx_argv = [nginx, "-p", str(work), "-e", str(work / "e.log"), "-c", str(conf)]
-        upstream = subprocess.Popen(nginx_argv)  # noqa: S603
+        upstream, ports = plain_upstream(work, nginx)
         checkout = Path(args.checkout).resolve()
         few = count(checkout, work, args.variant, args.path, ports, args.few)
         many = count(checkout, work, args.variant, args.path, ports, args.many)

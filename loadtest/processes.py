@@ -114,3 +114,18 @@ class Processes:
                     print(f"  {name} ignored SIGTERM for {grace:g} s: killing it", file=sys.stderr)
                     proc.kill()
                     proc.wait()
+
+
+def plain_upstream(work: Path, nginx: str) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
+    """One nginx serving the benchmark's bodies for blue and green (no ETags), for the
+    side-by-side tools (``ab.py``, ``instructions.py``): the process and release -> port."""
+    import bodies
+    import configs
+
+    site = work / "site"
+    bodies.write_site(site)
+    ports = {"blue": free_port(), "green": free_port()}
+    conf = work / "upstream.conf"
+    conf.write_text(configs.upstream_nginx_conf(work, site, ports, {}, free_port()))
+    argv = [nginx, "-p", str(work), "-e", str(work / "upstream-error.log"), "-c", str(conf)]
+    return subprocess.Popen(argv), ports  # noqa: S603 - our own nginx config

@@ -238,21 +238,6 @@ async def test_release_closing_without_an_answer_is_a_json_502(
     assert sample(samples, ERRORS, release="blue", kind="broken") == 1
 
 
-async def test_release_answering_garbage_is_a_json_502(
-    switchback: StartProxy, scripted: Any
-) -> None:
-    async def garbage(n: int, head: bytes) -> bytes:
-        return b"SSH-2.0-OpenSSH_9.6\r\n\r\n"
-
-    release = await scripted(garbage, close_after=True)
-    proxy = await switchback({"releases": {"blue": {"url": release.url}}})
-    status, headers, body = await raw_exchange(proxy.port, GET)
-    assert status == 502
-    assert proxy_error(status, headers, body)["error"] == "upstream_invalid"
-    samples = await proxy.metrics()
-    assert sample(samples, ERRORS, release="blue", kind="invalid") == 1
-
-
 async def one_per_connection(n: int, head: bytes) -> bytes | None:
     """Answers the first request on a connection; closes under the second, unanswered."""
     if n > 1:
