@@ -29,7 +29,11 @@ paths:
   /users:
     get:
       parameters:
-        - {name: sort_by, in: query, deprecated: true, x-sunset: "2027-01-01", schema: {type: string}}
+        - name: sort_by
+          in: query
+          deprecated: true
+          x-sunset: "2027-01-01"
+          schema: {type: string}
         - {name: X-Legacy, in: header, deprecated: true, schema: {type: string}}
       responses:
         "200": {description: ok}
