@@ -53,7 +53,13 @@ def _date(text: str) -> dt.date:
 
 def run(args: argparse.Namespace) -> int:
     from proxy.cli.commands import CliError
-    from proxy.openapi.document import import_file
+
+    try:
+        from proxy.openapi.document import import_file
+    except ImportError as exc:  # installed without the extra
+        raise CliError(
+            f"import-openapi needs {exc.name or 'its libraries'}: pip install 'switchback[openapi]'"
+        ) from None
 
     today = args.deprecated_on or dt.datetime.now(dt.UTC).date()
     try:

@@ -57,12 +57,11 @@ def import_file(
     warnings = validate(doc, refs.uri, path)
     if strict and warnings:
         raise ConfigError(f"{warnings[0]} (--strict: the document must be valid)")
-    base = "the document's servers/basePath" if base_path is None else repr(base_path)
+    base = "the document's (servers, basePath)" if base_path is None else repr(base_path)
     header = [
-        f"Deprecations imported from {os.path.basename(path)} ({version}) by switchback "
-        "import-openapi.",
-        f"Base path: {base}; deprecation date where the document gives none: "
-        f"{deprecated_on.isoformat()}.",
+        f"Imported by switchback import-openapi from {os.path.basename(path)} ({version}).",
+        f"Base path: {base}. Deprecated on {deprecated_on.isoformat()} where the document "
+        "gives no date.",
     ]
     return Imported(to_yaml(rules, header), len(rules), found.notes + date_notes, warnings)
 
