@@ -32,6 +32,9 @@ from proxy.core.jsonpaths import ANY, EACH, KEY, Step
 from proxy.errors import ConfigError
 
 MAX_DEPTH = 32  # JSON path steps; deeper positions are not walked (no real body nests so)
+# Schema objects visited for one body: YAML aliases and shared $refs can make a small file
+# describe exponentially many positions; real bodies have thousands at most.
+MAX_POSITIONS = 200_000
 Where = tuple[str | int, ...]  # a key path in the document, for messages
 
 
@@ -98,7 +101,8 @@ class Refs:
 def deprecated_paths(schema: Any, where: Where, refs: Refs) -> list[Found]:
     """Every deprecated position in ``schema``, in document order (duplicates kept)."""
     out: list[Found] = []
-    _walk(schema, (), where, refs.uri, frozenset(), refs, out)
+    budget = [MAX_POSITIONS]
+    _walk(schema, (), where, refs.uri, frozenset(), refs, out, budget)
     return out
 
 
@@ -110,7 +114,14 @@ def _walk(
     expanding: frozenset[str],
     refs: Refs,
     out: list[Found],
+    budget: list[int],
 ) -> None:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ConfigError(
+            f"{refs.source}: {dotted(*where)}: the schema describes over {MAX_POSITIONS} "
+            "positions; not walked"
+        )
     marks: list[Mapping[str, Any]] = []
     cycle = False
     while isinstance(node, Mapping) and "$ref" in node and not cycle:
@@ -126,7 +137,7 @@ def _walk(
     if cycle or len(steps) >= MAX_DEPTH:
         return
     for added, at, sub in _children(node, where):
-        _walk(sub, steps + added, at, base, expanding, refs, out)
+        _walk(sub, steps + added, at, base, expanding, refs, out, budget)
 
 
 Child = tuple[tuple[Step, ...], Where, Any]  # path steps added, key path, sub-schema

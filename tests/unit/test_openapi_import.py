@@ -424,3 +424,20 @@ def test_output_file_is_checked_by_switchback_check(tmp_path: Path) -> None:
     )
     assert checked.returncode == 0, checked.stderr
     assert "41 deprecations" in checked.stdout
+
+
+def test_a_schema_that_explodes_through_aliases_is_refused_not_walked_for_ever(
+    tmp_path: Path,
+) -> None:
+    """Each level names the one below twice: 2**30 positions from 30 small objects."""
+    levels = ["l0: &l0 {type: string}"]
+    for i in range(1, 31):
+        levels.append(f"l{i}: &l{i} {{properties: {{a: *l{i - 1}, b: *l{i - 1}}}}}")
+    doc = (
+        "openapi: 3.0.0\ninfo: {title: t, version: '1'}\nx-levels:\n"
+        + "".join(f"  {line}\n" for line in levels)
+        + "paths:\n  /x:\n    get:\n      responses:\n        '200':\n          description: ok\n"
+        "          content: {application/json: {schema: *l30}}\n"
+    )
+    with pytest.raises(ConfigError, match="describes over 200000 positions"):
+        import_file(str(write(tmp_path, doc)), deprecated_on=DAY)
