@@ -23,6 +23,7 @@ import orjson
 from proxy import __version__
 from proxy.admin.client import AdminClient, AdminError
 from proxy.admin.views import format_change, format_status
+from proxy.cli import openapi as openapi_cli
 from proxy.core.report import format_table, still_used
 from proxy.errors import SwitchbackError
 
@@ -98,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_demo)
     _state_commands(sub)
+    openapi_cli.add_parser(sub)
 
     admin = argparse.ArgumentParser(add_help=False)
     group = admin.add_argument_group("admin API")
