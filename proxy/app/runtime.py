@@ -26,6 +26,7 @@ from proxy.config.load import load_config
 from proxy.config.secrets import api_key_secret
 from proxy.core.routing import TrafficState, failover_target
 from proxy.core.window import Windows
+from proxy.deprecation.enforce import EnforceStep, enforces
 from proxy.deprecation.step import DeprecationStep
 from proxy.deprecation.telemetry import Telemetry
 from proxy.errors import ConfigError, RolloutError
@@ -140,6 +141,7 @@ class Runtime:
             IdentifyClient(ClientIdentifier(self.config.clients, self.api_key_secret)),
             ChooseRelease(lambda: self.control.traffic),
             DeprecationStep(self.telemetry) if deprecations else None,
+            EnforceStep(self.telemetry) if enforces(self.config) else None,
             RecordExchange(self.metrics.traffic, self.windows, self.loop),
         ]
         return Pipeline([step for step in steps if step is not None])
