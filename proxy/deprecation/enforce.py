@@ -109,7 +109,8 @@ class EnforceStep(Step):
         if found is None:  # no deprecated element in this request
             return None
         refused = self._refused(found.used, ex)
-        for rule, reason in refused.items():
+        if refused:  # the first element refused answers
+            rule, reason = next(iter(refused.items()))
             return self._reply(ex, rule, reason)
         if found.request_rules:
             held = self._refused(found.request_rules, ex)
