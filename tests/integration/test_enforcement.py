@@ -323,3 +323,16 @@ async def test_pipelined_requests_with_held_bodies(
         writer.close()
     assert statuses == [200, 400, 200]
     assert [r["body"] for r in releases.blue.seen] == [fine, fine]
+
+
+async def test_a_brownout_removes_a_response_field_whatever_enforce_says(
+    switchback: StartProxy, releases: Releases
+) -> None:
+    window = {"start": stamp(-HOUR), "end": stamp(HOUR)}
+    config = {"deprecations": [entry("user-role", field="user.role", brownouts=[window])]}
+    proxy = await switchback(config)
+    _, _, body = await get(proxy, "/users/3")
+    assert orjson.loads(body) == {"user": {"id": "3", "name": "user 3"}}
+    assert await refused(proxy, "user-role", "web", "brownout") == 1
+    _, _, body = await get(proxy, "/items")  # no rule applies there: untouched
+    assert orjson.loads(body)["items"][0] == {"id": 0, "role": "viewer"}
