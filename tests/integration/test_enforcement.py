@@ -180,11 +180,12 @@ def brownout(**window: Any) -> dict[str, Any]:
 async def test_a_one_off_brownout_under_way_refuses_and_one_to_come_does_not(
     switchback: StartProxy, releases: Releases
 ) -> None:
-    proxy = await switchback(brownout(start=stamp(-HOUR), end=stamp(HOUR)))
+    end = stamp(HOUR)
+    proxy = await switchback(brownout(start=stamp(-HOUR), end=end))
     status, _, body = await get(proxy, "/v0/users/1")
     assert status == 410
     assert orjson.loads(body)["error"] == "deprecated_brownout"
-    assert orjson.loads(body)["brownout"]["end"] == stamp(HOUR)
+    assert orjson.loads(body)["brownout"]["end"] == end
     assert await refused(proxy, "users-v0", "web", "brownout") == 1
     later = await switchback(brownout(start=stamp(HOUR), end=stamp(2 * HOUR)), name="later.yaml")
     assert (await get(later, "/v0/users/1"))[0] == 200
@@ -230,25 +231,22 @@ async def test_status_and_report_show_enforced_elements_and_brownouts(
     switchback: StartProxy, releases: Releases
 ) -> None:
     config = sunset_config()
-    config["deprecations"][5]["brownouts"] = [{"start": stamp(HOUR), "end": stamp(2 * HOUR)}]
+    start, end = stamp(HOUR), stamp(2 * HOUR)
+    config["deprecations"][5]["brownouts"] = [{"start": start, "end": end}]
     proxy = await switchback(config)
     _, status = await proxy.admin_call("GET", "/status")
     by_id = {e["id"]: e for e in status["enforcement"]}
     assert set(by_id) == {"users-v0", "sort-by", "legacy", "user-role", "item-role", "not-yet"}
     assert by_id["users-v0"]["enforced"] is True
     assert by_id["not-yet"]["enforced"] is False
-    assert by_id["not-yet"]["next_brownout"] == {
-        "start": stamp(HOUR),
-        "end": stamp(2 * HOUR),
-        "percent": 100,
-    }
+    assert by_id["not-yet"]["next_brownout"] == {"start": start, "end": end, "percent": 100}
     _, report = await proxy.admin_call("GET", "/deprecations")
     assert report["enforcement"] == status["enforcement"]
 
     from proxy.admin.views import format_status
     from proxy.core.report import format_table
 
-    assert f"{stamp(HOUR)} to {stamp(2 * HOUR)} (100%)" in format_status(status)
+    assert f"{start} to {end} (100%)" in format_status(status)
     assert "switched off since the sunset" in format_table(report)
 
 
