@@ -23,6 +23,7 @@ from proxy.core.enforcement import (
     parse_duration,
     verdict,
 )
+from proxy.core.enforcement_report import enforcement_json, enforcement_lines
 from proxy.errors import ConfigError
 from proxy.schema import BrownoutConfig, DeprecationConfig
 
@@ -228,3 +229,29 @@ def test_a_valid_enforcement_loads() -> None:
     assert p is not None and p.exempt == {"billing"}
     assert p.windows[0] == Window(23 * 3600 + 1800, 3600, DAY, 25)
     assert p.windows[1] == Window(ts("2026-03-01T09:00:00"), 7200, 0, 100)  # +01:00 as UTC
+
+
+def test_the_status_entry_at_a_given_time() -> None:
+    day = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    dep = DeprecationConfig(
+        id="old",
+        endpoint="GET /v0/users",
+        deprecated=day,
+        sunset=dt.datetime(2026, 6, 1, tzinfo=dt.UTC),
+        enforce="after_sunset",
+        brownouts=[BrownoutConfig(every="tuesday", at="14:00", for_="15m", percent=10)],
+    )
+    during = enforcement_json([dep], ts("2026-03-03T14:05:00"))[0]  # a Tuesday, in the window
+    assert during["enforced"] is False
+    assert during["brownout_now"] == {
+        "start": "2026-03-03T14:00:00Z",
+        "end": "2026-03-03T14:15:00Z",
+        "percent": 10,
+    }
+    assert during["next_brownout"]["start"] == "2026-03-10T14:00:00Z"
+    lines = enforcement_lines([during])
+    assert "brownout now, until 2026-03-03T14:15:00Z (10%)" in lines[2]
+    after = enforcement_json([dep], ts("2026-06-02T00:00:00"))[0]
+    assert after["enforced"] is True and after["brownout_now"] is None
+    assert "switched off since the sunset 2026-06-01T00:00:00Z" in enforcement_lines([after])[2]
+    assert enforcement_json([DeprecationConfig(id="x", param="p", deprecated=day)], 0.0) == []
