@@ -6,7 +6,12 @@ The data plane owns the sockets and calls the pipeline at fixed points of every 
                    A hook may return a ``Reply``: the app is not called, later request hooks
                    do not run, and the reply is sent with the headers steps add in ``respond``.
     request_body   the complete request body, only when a step set ``want_request_body``
-                   (a copy: the stream to the release is never delayed)
+                   (a copy: the stream to the release is never delayed), unless a request
+                   hook also set ``hold_request_body``: then nothing is sent to the release
+                   until the body is complete, and a hook may return a ``Reply`` (the app is
+                   not called). A body beyond the inspection cap (``telemetry.max_body_bytes``,
+                   ``limits.max_body_bytes``) is not held: it streams on as it comes, the hook
+                   does not run, and ``request_skipped`` says "too_large"
     response_head  the release's status and headers arrived; a step may set
                    ``want_response_body`` to hold the response until it is complete
     response_body  the complete response body (as received: maybe compressed), when held.
@@ -87,6 +92,7 @@ class Exchange:
         "_response_index",
         "add_headers",
         "want_request_body",
+        "hold_request_body",
         "want_response_body",
         "request_skipped",
         "response_skipped",
@@ -112,6 +118,7 @@ class Exchange:
         self._response_index: dict[bytes, bytes] | None = None  # built on the first look-up
         self.add_headers: list[tuple[bytes, bytes]] = []
         self.want_request_body = False
+        self.hold_request_body = False  # forward only once the body is complete (see above)
         self.want_response_body = False
         # Why a body a step wanted was not held or copied ("too_large"), set by the data plane.
         self.request_skipped: str | None = None
@@ -204,7 +211,7 @@ class Step:
 
     def request(self, ex: Exchange) -> Reply | None: ...
 
-    def request_body(self, ex: Exchange, body: bytes) -> None: ...
+    def request_body(self, ex: Exchange, body: bytes) -> Reply | None: ...
 
     def response_head(self, ex: Exchange) -> None: ...
 
@@ -246,9 +253,14 @@ class Pipeline:
                 return cast(Reply, reply)
         return None
 
-    def request_body(self, ex: Exchange, body: bytes) -> None:
+    def request_body(self, ex: Exchange, body: bytes) -> Reply | None:
+        """The first ``Reply`` a hook returns (later hooks do not run); the data plane answers
+        with it only when the body was held (``hold_request_body``)."""
         for hook in self.request_body_hooks:
-            hook(ex, body)
+            reply = hook(ex, body)
+            if reply is not None:
+                return cast(Reply, reply)
+        return None
 
     def response_head(self, ex: Exchange) -> None:
         for hook in self.response_head_hooks:

@@ -9,6 +9,7 @@ Durations are seconds (float); weights are percentages (0-100, up to two decimal
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 
 import msgspec
 
@@ -94,6 +95,19 @@ class RolloutConfig(_Frozen, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     websocket_grace: float = 5.0  # rollback: close candidate WebSockets (1012) after this
 
 
+class BrownoutConfig(_Frozen, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A window in which a deprecated element is refused as after its sunset (README:
+    "Enforcement and brownouts"). One-off: ``start`` and ``end``. Recurring, in UTC: ``every``
+    (``day`` or a weekday), ``at`` (``"HH:MM"``) and ``for`` (``15m``, ``1h``, ``90s``)."""
+
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+    every: str | None = None
+    at: str | None = None
+    for_: str | None = msgspec.field(default=None, name="for")
+    percent: float = 100.0  # the share of clients refused in the window (sticky per client)
+
+
 class DeprecationConfig(_Frozen, frozen=True, kw_only=True):
     id: str
     # Exactly one of the four kinds below is set.
@@ -109,6 +123,10 @@ class DeprecationConfig(_Frozen, frozen=True, kw_only=True):
     link: str | None = None  # Link: <link>; rel="deprecation"
     sunset_link: str | None = None  # Link: <sunset_link>; rel="sunset"
     replacement: str | None = None  # named in the optional Warning header
+    # Refuse the element (410, 400, or remove the field) after the sunset: "after_sunset".
+    enforce: Literal["never", "after_sunset"] = "never"
+    brownouts: list[BrownoutConfig] = msgspec.field(default_factory=list)
+    exempt: list[str] = msgspec.field(default_factory=list)  # client ids never refused
 
 
 class TelemetryConfig(_Frozen, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from proxy.core.enforcement_report import enforcement_lines
 from proxy.core.report import columns
 
 
@@ -39,6 +40,7 @@ def format_status(status: dict[str, Any]) -> str:
     lines += _not_saved(status)
     if isinstance(status.get("uptime_seconds"), int | float):
         lines.append(f"uptime:        {_duration(status['uptime_seconds'])}")
+    lines += enforcement_lines(status.get("enforcement"))
     return "\n".join(lines)
 
 

@@ -24,8 +24,10 @@ from proxy.app.metrics import Metrics
 from proxy.config.checks import split_host_port
 from proxy.config.load import load_config
 from proxy.config.secrets import api_key_secret
+from proxy.core.enforcement_report import enforcement_json
 from proxy.core.routing import TrafficState, failover_target
 from proxy.core.window import Windows
+from proxy.deprecation.enforce import EnforceStep, enforces
 from proxy.deprecation.step import DeprecationStep
 from proxy.deprecation.telemetry import Telemetry
 from proxy.errors import ConfigError, RolloutError
@@ -140,6 +142,7 @@ class Runtime:
             IdentifyClient(ClientIdentifier(self.config.clients, self.api_key_secret)),
             ChooseRelease(lambda: self.control.traffic),
             DeprecationStep(self.telemetry) if deprecations else None,
+            EnforceStep(self.telemetry) if enforces(self.config) else None,
             RecordExchange(self.metrics.traffic, self.windows, self.loop),
         ]
         return Pipeline([step for step in steps if step is not None])
@@ -333,6 +336,7 @@ class Runtime:
             "uptime_seconds": round(time.time() - self.started_at, 3),
             "config_file": self.config.source,
             "ledger": self.telemetry.ledger.health() if self.telemetry.ledger else None,
+            "enforcement": enforcement_json(self.config.deprecations, time.time()),
         }
 
     def set_weights(self, weights: dict[str, float]) -> dict[str, Any]:

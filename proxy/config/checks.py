@@ -390,6 +390,20 @@ def _check_deprecations(out: _Problems, deprecations: list[DeprecationConfig]) -
             link = getattr(dep, key)
             if link is not None and not _is_absolute_http(link):
                 out.add(f"{at}.{key}", link, "is not an absolute http(s) URL")
+        _check_enforcement(out, at, dep)
+
+
+def _check_enforcement(out: _Problems, at: str, dep: DeprecationConfig) -> None:
+    from proxy.core.enforcement import brownout_problems  # imported when needed
+
+    if dep.enforce == "after_sunset" and dep.sunset is None:
+        out.add(f"{at}.enforce", dep.enforce, "needs a sunset (deprecations[].sunset)")
+    for j, window in enumerate(dep.brownouts):
+        for key, value, problem in brownout_problems(window):
+            out.add(f"{at}.brownouts[{j}].{key}", value, problem)
+    for j, client in enumerate(dep.exempt):
+        if not client.strip():
+            out.add(f"{at}.exempt[{j}]", client, "is empty (a client id)")
 
 
 def _is_absolute_http(url: str) -> bool:

@@ -203,12 +203,18 @@ def _key(key: Any) -> str:
 
 
 def _normalize_dates(raw: dict[Any, Any]) -> None:
-    """``deprecations[*].deprecated`` and ``.sunset``: date, date string or datetime -> UTC."""
+    """``deprecations[*].deprecated``, ``.sunset`` and ``.brownouts[*].start`` and ``.end``:
+    date, date string or datetime -> UTC."""
     deprecations = raw.get("deprecations")
     for item in deprecations if isinstance(deprecations, list) else ():
         for key in ("deprecated", "sunset") if isinstance(item, dict) else ():
             if key in item:
                 item[key] = _as_utc(item[key])
+        brownouts = item.get("brownouts") if isinstance(item, dict) else None
+        for window in brownouts if isinstance(brownouts, list) else ():
+            for key in ("start", "end") if isinstance(window, dict) else ():
+                if key in window:
+                    window[key] = _as_utc(window[key])
 
 
 def _as_utc(value: Any) -> Any:

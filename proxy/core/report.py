@@ -189,6 +189,9 @@ def format_table(report_json: dict[str, Any]) -> str:
         sunset = e["sunset_at"][:10] if e["sunset_at"] else "-"
         rows.append([e["id"], e["kind"], e["element"], sunset, e["verdict"]])
     lines = [header, "", *columns(rows)]
+    from proxy.core.enforcement_report import enforcement_lines  # it imports this module
+
+    lines += enforcement_lines(report_json.get("enforcement"))
     for e in elements:
         if not e["clients"]:
             continue

@@ -67,3 +67,10 @@ class DeprecationMetrics:
         )
         for reason in SKIP_REASONS:
             self.inspection_skipped.labels(reason)
+        self.refused = CounterTable(
+            "switchback_deprecated_refused",
+            "Requests refused (410, 400) and response fields removed because a deprecated "
+            "element is enforced: reason sunset or brownout (proxy.deprecation.enforce).",
+            ["element", "client", "reason"],
+            r,
+        )

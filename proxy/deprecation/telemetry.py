@@ -15,8 +15,9 @@ from typing import Any
 
 from prometheus_client.metrics import Counter
 
+from proxy.core.enforcement_report import enforcement_json
 from proxy.core.labels import ClientLabels
-from proxy.core.report import ElementInfo, build_report, report_to_json
+from proxy.core.report import ElementInfo, UsageRow, build_report, report_to_json
 from proxy.core.rules import Rule, RuleSet
 from proxy.deprecation.ledger import Ledger, LedgerHooks
 from proxy.deprecation.metrics import DeprecationMetrics
@@ -112,8 +113,11 @@ class Telemetry:
         window = days if days is not None else self.config.telemetry.report_days
         now = time.time()
         elements = [ElementInfo.from_config(d) for d in self.config.deprecations]
-        if self.ledger is None:
-            return report_to_json(build_report(elements, [], {}, now, window), now, window)
-        usage = self.ledger.usage_since(now - window * 86400)
-        observed = self.ledger.observed_in_window((e.id for e in elements), now, window)
-        return report_to_json(build_report(elements, usage, observed, now, window), now, window)
+        usage: list[UsageRow] = []
+        observed: dict[str, float] = {}
+        if self.ledger is not None:
+            usage = self.ledger.usage_since(now - window * 86400)
+            observed = self.ledger.observed_in_window((e.id for e in elements), now, window)
+        out = report_to_json(build_report(elements, usage, observed, now, window), now, window)
+        out["enforcement"] = enforcement_json(self.config.deprecations, now)
+        return out

@@ -3,8 +3,9 @@
 A ``Forward`` is created by the client connection when a request head has been parsed. When it
 becomes the connection's active exchange (``begin``) the pipeline's request hooks run: they
 choose the release, or answer the request themselves (a ``Reply``: the app is not called).
-The request head and body then stream to the release through the ``Upstream`` seam, and the
-response streams back (``proxy.http.response``).
+The request head and body then stream to the release through the ``Upstream`` seam (once the
+body is complete, when a step holds it: ``proxy.http.request_body``), and the response streams
+back (``proxy.http.response``).
 
 When the release fails, ``proxy.http.failures.decide`` says what to do (retry, fail over, answer
 502/504, or abort); this class only gathers the facts and carries the decision out.
@@ -29,7 +30,8 @@ from proxy.errors import (
 from proxy.http import http1, refusals
 from proxy.http.context import Client, Context, Settings
 from proxy.http.failures import Abort, Answer, Facts, FailOver, Failure, Retry, decide
-from proxy.http.response import FAILED, ResponseSide
+from proxy.http.request_body import RequestBody
+from proxy.http.response import FAILED
 from proxy.http.upstream import Call, Fields
 from proxy.pipeline import Exchange, Reply
 
@@ -40,7 +42,7 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 _OUTCOMES = {400: "bad_request", 500: "internal_error"}
 
 
-class Forward(ResponseSide):
+class Forward(RequestBody):
     __slots__ = (
         "client",
         "ctx",
@@ -52,8 +54,6 @@ class Forward(ResponseSide):
         "req_trailers",
         "replay",
         "replay_size",
-        "copy",
-        "copy_size",
         "tail_sent",
         "failed_over",
         "retried",
@@ -82,8 +82,7 @@ class Forward(ResponseSide):
         self.req_trailers: Fields | None = None
         self.replay: list[bytes] | None = []  # what was sent, to send again (bounded)
         self.replay_size = 0
-        self.copy: list[bytes] | None = None  # the body, for the steps that want it
-        self.copy_size = 0
+        self.copy, self.copy_size, self.holding = None, 0, False  # proxy.http.request_body
         self.tail_sent = False
         self.failed_over = False
         self.retried = False
@@ -93,10 +92,8 @@ class Forward(ResponseSide):
 
     # -- request side ------------------------------------------------------------------------
     def begin(self) -> None:
-        """Run the request hooks, then send the request to the release they chose.
-
-        A queued (pipelined) request may have part or all of its body here already: a step
-        that wants the body gets those bytes too."""
+        """Run the request hooks, then send the request to the release they chose. A queued
+        (pipelined) request may have part or all of its body here already: steps get it too."""
         ctx = self.ctx
         ex = self.ex
         ex.started = ctx.loop.time()
@@ -110,18 +107,21 @@ class Forward(ResponseSide):
             if reply is not None:
                 self._answer(reply)
                 return
+        if (ex.want_request_body or ex.hold_request_body) and self._body_at_begin():
+            return  # held: sent once complete
+        self._start_sending()
+
+    def _start_sending(self) -> None:
+        """Open the call to the chosen release and send the head, and what of the body came."""
+        ex = self.ex
         if not self._open(ex.release, fresh=False):
             return
-        if ex.want_request_body:
-            self.copy = []
-            for piece in self.early:
-                self._copy(piece)
-            if self.request_done and not self._inspect_request():
-                return
+        if self.request_done and self.copy is not None and not self._inspect_request():
+            return
         data = http1.request_head(
             ex,
             self.client.peer_bytes,
-            ctx.settings.trust_forwarded,
+            self.ctx.settings.trust_forwarded,
             self.req_chunked,
             self.upgrade_token,
         )
@@ -181,15 +181,6 @@ class Forward(ResponseSide):
         if self.call is not None:
             self.call.write(data)
 
-    def _copy(self, data: bytes) -> None:
-        copy = self.copy
-        if copy is not None:
-            copy.append(data)
-            self.copy_size += len(data)
-            if len(copy) > 1 and self.copy_size > self.ctx.settings.inspect_cap:
-                self.copy = None
-                self.ex.request_skipped = "too_large"
-
     def request_chunk(self, data: bytes) -> None:
         if self.finished:
             return
@@ -197,6 +188,9 @@ class Forward(ResponseSide):
             self.early.append(data)
             return
         self._copy(data)
+        if self.holding:
+            self._hold_chunk(data)
+            return
         if self.call is not None:
             self._send(http1.chunk(data) if self.req_chunked else data)
 
@@ -207,6 +201,9 @@ class Forward(ResponseSide):
         self.req_trailers = trailers
         if not self.ex.started:  # queued: ``begin`` sees the whole body
             return
+        if self.holding:
+            self._held_body_complete()
+            return
         if self.copy is not None and not self._inspect_request():
             return
         if self.call is not None:
@@ -214,12 +211,6 @@ class Forward(ResponseSide):
                 self.tail_sent = True
                 self._send(http1.last_chunk(trailers))
             self._arm_timer()
-
-    def _inspect_request(self) -> bool:
-        """The complete request body, to the steps that asked for it; False if one failed."""
-        body = b"".join(self.copy or ())
-        self.copy = None
-        return self._call(self.ctx.pipeline.request_body, "request_body", body) is not FAILED
 
     def _answer(self, reply: Reply) -> None:
         """A step answered the request itself: the app is not called."""
@@ -250,7 +241,7 @@ class Forward(ResponseSide):
             return
         client = self.client
         call = self.call
-        if not self.request_done and call is not None:
+        if not self.request_done and (call is not None or self.holding):
             if client.paused & client.PAUSE_UPSTREAM:
                 if quiet > settings.read_timeout:
                     detail = f"took no request bytes for {settings.read_timeout:g} s"

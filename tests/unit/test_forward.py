@@ -319,3 +319,66 @@ async def test_a_release_at_its_call_limit_is_a_503_and_is_not_called() -> None:
     assert (status, payload["error"], payload["release"]) == (503, "release_overloaded", "green")
     assert headers[b"retry-after"] == b"1"
     assert len(upstream.calls) == 1 and ctx.refusals == ["release_in_flight"]
+
+
+class Judge(Step):
+    """Holds every request body and refuses one that says ``legacy``."""
+
+    def request(self, ex: Exchange) -> Reply | None:
+        ex.hold_request_body = True
+        return None
+
+    def request_body(self, ex: Exchange, body: bytes) -> Reply | None:
+        return Reply.json(400, {"error": "legacy"}) if b"legacy" in body else None
+
+
+async def test_a_held_body_may_be_refused_and_the_release_is_not_called() -> None:
+    fwd, client, ctx = await exchange(ok, "POST", b'{"legacy": 1}', steps=(Judge(),))
+    status, _, body = client.response()
+    assert (status, orjson.loads(body)) == (400, {"error": "legacy"})
+    assert ctx.upstream.calls == [] and fwd.ex.outcome == "answered"
+    assert client.finished == [True]  # the body was read whole: the connection goes on
+
+
+async def test_nothing_reaches_the_release_before_a_held_body_is_complete() -> None:
+    seen: list[bytes] = []
+
+    def handler(request: FakeRequest) -> Behaviour:
+        seen.append(request.body)
+        return ok(request)
+
+    ctx = Runtime(FakeUpstream(handler), Judge())
+    client = Recorder()
+    fields = [(b"Host", b"a"), (b"Content-Length", b"10")]
+    fwd = Forward(client, ctx, Exchange("POST", b"/orders", fields, "10.0.0.9"), True, False, None)
+    fwd.begin()
+    fwd.request_chunk(b"01234")
+    assert ctx.upstream.calls == []
+    fwd.request_chunk(b"56789")
+    fwd.request_end()
+    assert len(ctx.upstream.calls) == 1
+    for _ in range(200):
+        if fwd.finished:
+            break
+        await asyncio.sleep(0.005)
+    assert client.response()[0] == 200 and seen == [b"0123456789"]
+
+
+async def test_a_body_beyond_the_cap_is_not_held_and_the_hook_does_not_run() -> None:
+    upstream = FakeUpstream(ok)
+    ctx = Runtime(upstream, Judge())
+    ctx.settings = Settings(response_timeout=0.05, inspect_cap=8)
+    client = Recorder()
+    fields = [(b"Host", b"a"), (b"Transfer-Encoding", b"chunked")]
+    fwd = Forward(client, ctx, Exchange("POST", b"/orders", fields, "10.0.0.9"), True, True, None)
+    fwd.begin()
+    fwd.request_chunk(b"legacy")
+    assert upstream.calls == []  # within the cap: held
+    fwd.request_chunk(b" and more")
+    assert len(upstream.calls) == 1  # beyond it: sent on
+    fwd.request_end()
+    for _ in range(200):
+        if fwd.finished:
+            break
+        await asyncio.sleep(0.005)
+    assert client.response()[0] == 200 and fwd.ex.request_skipped == "too_large"
