@@ -45,6 +45,9 @@ class ChooseRelease(Step):
         ex.release = route(ex.client_id, raw.decode("latin-1") if raw is not None else None, state)
 
 
+_NOT_THE_RELEASES = frozenset({"client_closed", "rejected", "answered"})
+
+
 class RecordExchange(Step):
     """Counts every finished exchange in Prometheus and in the rollout's sliding windows."""
 
@@ -66,6 +69,7 @@ class RecordExchange(Step):
         self.requests((release, status))
         self.durations((release,), elapsed)
         # The rollout judges the releases' own answers: not a client that went away, nor a
-        # request Switchback refused itself (a limit, a timeout, overload).
-        if ex.outcome != "client_closed" and ex.outcome != "rejected":
+        # request Switchback refused itself (a limit, a timeout, overload) or a step answered
+        # (a sunset's 410, a malformed field list's 400).
+        if ex.outcome not in _NOT_THE_RELEASES:
             self.windows(release, status, elapsed, now)

@@ -334,3 +334,16 @@ async def test_a_brownout_removes_a_response_field_whatever_enforce_says(
     assert await refused(proxy, "user-role", "web", "brownout") == 1
     _, _, body = await get(proxy, "/items")  # no rule applies there: untouched
     assert orjson.loads(body)["items"][0] == {"id": 0, "role": "viewer"}
+
+
+async def test_refused_requests_are_not_the_releases_answers_in_the_rollout_window(
+    switchback: StartProxy, releases: Releases
+) -> None:
+    """A 410 Switchback sends itself says nothing of blue's health: the rollout's window (which
+    judges error rate and p99) counts only what the release answered."""
+    proxy = await switchback(sunset_config())
+    for _ in range(5):
+        assert (await get(proxy, "/v0/users/7"))[0] == 410
+    assert (await get(proxy, "/users/1"))[0] == 200
+    code, status = await proxy.admin_call("GET", "/status")
+    assert code == 200 and status["releases"]["blue"]["requests"] == 1
