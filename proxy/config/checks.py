@@ -200,6 +200,8 @@ def check(cfg: Config) -> list[str]:
     body_limit = cfg.limits.max_body_bytes
     if body_limit is not None and body_limit < 0:
         out.add("limits.max_body_bytes", body_limit, "is negative (null turns the limit off)")
+    elif body_limit is not None and body_limit >= INT64:
+        out.add("limits.max_body_bytes", body_limit, "is out of range (a 64-bit integer)")
     _check_steps(out, cfg.rollout.steps)
     if cfg.telemetry.retention_days < cfg.telemetry.report_days:
         out.add(
