@@ -26,7 +26,10 @@ from proxy.core.jsondiff import (
 )
 from proxy.core.jsonpaths import parse_path
 
-keys = st.text(max_size=6)
+# Any key but NUL, which no config path can name (``parse_path`` refuses it): a difference at
+# such a key is reported, but cannot be ignored or deprecated.
+key_chars = st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",))
+keys = st.text(key_chars, max_size=6)
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
 json_values = st.recursive(
     scalars,
@@ -110,7 +113,7 @@ def test_removals_one_way_are_additions_the_other(a: Any, b: Any) -> None:
         assert removed == {p for p, k in backward if k == FIELD_ADDED}
 
 
-@given(st.lists(st.tuples(st.sampled_from([0, 2]), st.text(min_size=1, max_size=5)), min_size=1))
+@given(st.lists(st.tuples(st.sampled_from([0, 2]), st.text(key_chars, max_size=5)), min_size=1))
 def test_paths_read_back_as_the_same_steps(raw: list[tuple[int, str]]) -> None:
     steps = tuple((kind, name if kind == 0 else "") for kind, name in raw)
     assert parse_path(path_text(steps)).steps == steps
