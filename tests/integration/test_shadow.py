@@ -322,3 +322,17 @@ def test_a_clean_shadow_cannot_be_required_without_one(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(config))
     with pytest.raises(ConfigError, match="rollout.require_clean_shadow: true needs a shadow"):
         load_config(path)
+
+
+async def test_ignored_paths_are_not_compared(
+    switchback: StartProxy, pair: Pair, releases: Releases
+) -> None:
+    proxy = await switchback(shadow_config(pair, ignore=["user.legacy", "user.role"]))
+    await get(proxy, "/users/5")
+    async with aiohttp.ClientSession() as s, s.head(proxy.url + "/gone") as r:
+        assert r.status == 200
+    await compared(proxy, 2)
+    assert found(await report(proxy)) == {
+        ("/users/{id}", "user.roles", "field_added"): "compatible",
+        ("/gone", "(body)", "status_changed"): "breaking",  # HEAD: the status alone
+    }
