@@ -77,7 +77,7 @@ class DiffBook:
         return (route, diff.path, diff.kind) in self.noise
 
     def record(
-        self, route: str, diffs: list[Difference], example: Example, now: float
+        self, route: str, diffs: list[Difference], example: Example | None, now: float
     ) -> list[Difference]:
         """Count one candidate comparison; returns the differences not known as noise."""
         self.compared += 1
@@ -87,7 +87,7 @@ class DiffBook:
         return [d for d in diffs if not self.is_noise(route, d)]
 
     def record_noise(
-        self, route: str, diffs: list[Difference], example: Example, now: float
+        self, route: str, diffs: list[Difference], example: Example | None, now: float
     ) -> None:
         self.noise_compared += 1
         self._add(self.noise, route, diffs, example, now)
@@ -97,16 +97,17 @@ class DiffBook:
         table: dict[Key, Entry],
         route: str,
         diffs: list[Difference],
-        example: Example,
+        example: Example | None,
         now: float,
     ) -> None:
+        """``example`` may be None only when there is no difference to keep it for."""
         for d in diffs:
             key = (route, d.path, d.kind)
             entry = table.get(key)
             if entry is not None:
                 entry.count += 1
                 entry.last_seen = now
-            elif len(table) < self.max_entries:
+            elif example is not None and len(table) < self.max_entries:
                 table[key] = Entry(1, now, now, example)
             else:
                 self.overflow += 1

@@ -1,8 +1,8 @@
 """Shadow traffic's metrics, on a registry passed in (never the global one).
 
-Labels are bounded: ``reason`` and ``kind`` come from fixed sets (they exist from the start,
-at 0), ``route`` from ``proxy.core.shadowbook.DiffBook.route`` (at most ``max_routes`` values,
-then ``other``).
+Labels are bounded: ``role``, ``reason`` and ``kind`` come from fixed sets (roles and reasons
+exist from the start, at 0), ``route`` from ``proxy.core.shadowbook.DiffBook.route`` (at most
+``shadow.max_routes`` values, then ``other``).
 """
 
 from __future__ import annotations

@@ -20,7 +20,6 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from proxy.core.compat import Answer, compare, redact, route_label
-from proxy.core.jsondiff import Difference
 from proxy.core.jsonpaths import parse_path
 from proxy.core.rules import Rule, RuleSet
 from proxy.core.shadowbook import DiffBook, Example
@@ -181,25 +180,26 @@ class Shadower:
         shadow = self.config.shadow
         if shadow is None:
             return
-        ex, book, now = pending.ex, self.book, self.clock()
-        route = book.route(route_label(ex.method, ex.path, self.route_rules))
-        example = Example(
-            ex.method,
-            ex.target.decode("latin-1"),
-            tuple(redact(ex.headers, self.config.clients.api_key_header)),
-            ex.client_id,
-        )
+        ex, book = pending.ex, self.book
         cap = self.config.telemetry.max_body_bytes
         values = shadow.compare_values
+        noise = candidate = None
         if pending.noise is not None:
-            found = compare(pending.stable, pending.noise, self.ignore, values, cap)
-            book.record_noise(route, found, example, now)
-            for d in found:
-                self.metrics.noise.inc((route, d.kind))
+            noise = compare(pending.stable, pending.noise, self.ignore, values, cap)
         if pending.candidate is not None:
-            diffs: list[Difference] = compare(
-                pending.stable, pending.candidate, self.ignore, values, cap
-            )
+            candidate = compare(pending.stable, pending.candidate, self.ignore, values, cap)
             self.metrics.compared.inc()
-            for d in book.record(route, diffs, example, now):
+        route = book.route(route_label(ex.method, ex.path, self.route_rules))
+        example = self._example(ex) if noise or candidate else None
+        now = self.clock()
+        if noise is not None:
+            book.record_noise(route, noise, example, now)
+            for d in noise:
+                self.metrics.noise.inc((route, d.kind))
+        if candidate is not None:
+            for d in book.record(route, candidate, example, now):
                 self.metrics.diffs.inc((route, d.kind))
+
+    def _example(self, ex: Exchange) -> Example:
+        headers = redact(ex.headers, self.config.clients.api_key_header)
+        return Example(ex.method, ex.target.decode("latin-1"), tuple(headers), ex.client_id)
