@@ -9,7 +9,8 @@ against itself is not counted as the candidate's.
 
 Limits: at most ``shadow.max_in_flight`` copies wait for an answer (one more is dropped, not
 queued), each for at most ``shadow.timeout`` (then cut off); every copy not compared is counted
-in ``switchback_shadow_dropped_total{reason}``. A timer per copy is bounded by that limit.
+in ``switchback_shadow_dropped_total{reason}``. The timeouts are checked by one sweep every
+``SWEEP_SECONDS`` while copies wait (no timer per copy), as the listener checks its own.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from proxy.shadow.metrics import ShadowMetrics
 
 log = logging.getLogger("switchback.shadow")
 
+SWEEP_SECONDS = 0.1
 RETRYABLE = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 Fields = list[tuple[bytes, bytes]]
 
@@ -92,6 +94,9 @@ class Shadower:
         self.clock = clock
         self.in_flight = 0
         self.book = DiffBook()
+        self._waiting: dict[int, tuple[float, Callable[[], None]]] = {}  # deadline, cancel
+        self._next = 0
+        self._sweeping: asyncio.TimerHandle | None = None
         self.reconfigure(config)
 
     def reconfigure(self, config: Config) -> None:
@@ -137,11 +142,11 @@ class Shadower:
             self.metrics.dropped.labels("max_in_flight").inc()
             return
         ex = pending.ex
-        timer: list[asyncio.TimerHandle] = []
+        key = self._next
+        self._next += 1
 
         def done(got: Received | None, why: str) -> None:
-            if timer:
-                timer[0].cancel()
+            self._waiting.pop(key, None)
             self.in_flight -= 1
             self.metrics.in_flight.set(self.in_flight)
             if got is None:
@@ -168,7 +173,24 @@ class Shadower:
             return
         self.metrics.in_flight.set(self.in_flight)
         self.metrics.sent.labels(role).inc()
-        timer.append(self.loop.call_later(shadow.timeout, cancel))
+        self._waiting[key] = (self.loop.time() + shadow.timeout, cancel)
+        self._arm()
+
+    def _arm(self) -> None:
+        if self._sweeping is None and self._waiting:
+            self._sweeping = self.loop.call_later(SWEEP_SECONDS, self._sweep)
+
+    def _sweep(self) -> None:
+        """Cut off the copies past their deadline (their ``done`` counts them as timeouts)."""
+        self._sweeping = None
+        now = self.loop.time()
+        try:
+            for key, (deadline, cancel) in list(self._waiting.items()):
+                if deadline <= now:
+                    del self._waiting[key]
+                    cancel()
+        finally:
+            self._arm()  # a failure in one copy must not leave the others without a deadline
 
     def _compare(self, pending: _Pending) -> None:
         try:
