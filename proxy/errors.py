@@ -9,6 +9,7 @@ Every error Switchback raises on purpose is one of these, and says how it answer
     ├── AccessDenied             403 forbidden           the admin token given does not allow it
     │   └── Unauthorized         401 unauthorized        no admin token, or a wrong one
     ├── RolloutError             409 illegal_move        a move the rollout's state forbids
+    │   └── ShadowNotClean       409 shadow_not_clean    shadow traffic saw breaking differences
     ├── LedgerError              503 ledger_unavailable  the usage ledger cannot be read now
     ├── StateError               503 state_unusable      the saved traffic state cannot be used
     ├── Refused                  (per refusal)           the proxy answers a request itself
@@ -88,6 +89,13 @@ class RolloutError(SwitchbackError):
 
     status = 409
     code = "illegal_move"
+
+
+class ShadowNotClean(RolloutError):
+    """``rollout.require_clean_shadow`` and shadow traffic saw breaking differences within
+    ``shadow.window``: the message names them. Nothing changed."""
+
+    code = "shadow_not_clean"
 
 
 class Refused(SwitchbackError):

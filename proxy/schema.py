@@ -93,6 +93,23 @@ class RolloutConfig(_Frozen, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     p99_factor: float = 1.5
     auto_promote: bool = False
     websocket_grace: float = 5.0  # rollback: close candidate WebSockets (1012) after this
+    # Refuse a start while shadow traffic saw breaking differences within shadow.window.
+    require_clean_shadow: bool = False
+
+
+class ShadowConfig(_Frozen, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Copies of requests the stable release served, sent to ``to`` and compared (README)."""
+
+    to: str  # the release that gets the copies (the candidate)
+    percent: float = 10.0  # share of the stable release's requests copied
+    methods: list[str] = msgspec.field(default_factory=lambda: ["GET", "HEAD"])
+    max_in_flight: int = 32  # copies waiting for an answer; one more is dropped
+    timeout: float = 5.0  # a copy without a whole answer by then is cut off and dropped
+    noise_percent: float = 10.0  # share of copies also sent to the stable release again
+    ignore: list[str] = msgspec.field(default_factory=list)  # JSON paths not compared
+    compare_values: bool = False  # also report values that differ (value_changed)
+    window: float = 3600.0  # seconds: rollout.require_clean_shadow looks this far back
+    max_routes: int = 100  # route labels of the diff counters; further routes are "other"
 
 
 class BrownoutConfig(_Frozen, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -153,5 +170,6 @@ class Config(_Frozen, frozen=True, kw_only=True):
     rollout: RolloutConfig = msgspec.field(default_factory=RolloutConfig)
     telemetry: TelemetryConfig = msgspec.field(default_factory=TelemetryConfig)
     deprecations: list[DeprecationConfig] = msgspec.field(default_factory=list)
+    shadow: ShadowConfig | None = None
     # Where the config came from (set by the loader, not read from YAML).
     source: str = "<memory>"

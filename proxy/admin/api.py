@@ -3,7 +3,8 @@
 Who may do what (``Authorization: Bearer <token>``, tokens compared in constant time):
 
     GET /healthz, /readyz                  always open (liveness and readiness probes)
-    GET /status, /metrics, /deprecations   open while admin.listen is loopback and no
+    GET /status, /metrics, /deprecations,  open while admin.listen is loopback and no
+        /shadow (the diff report)
                                            admin.read_token is set; otherwise admin.token or
                                            admin.read_token (these reads name clients)
     every other method                     admin.token; the read token never allows a change
@@ -74,6 +75,8 @@ class AdminRuntime(Protocol):
 
     def deprecation_report(self, days: int | None) -> dict[str, Any]: ...
 
+    def shadow_report(self, limit: int | None) -> dict[str, Any]: ...
+
 
 # AdminRuntime is a Protocol, so the key is parametrized rather than given the type.
 RUNTIME = web.AppKey[AdminRuntime]("runtime")
@@ -91,6 +94,7 @@ def make_admin_app(runtime: AdminRuntime) -> web.Application:
     app.router.add_get("/status", _status)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/deprecations", _deprecations)
+    app.router.add_get("/shadow", _shadow)
     app.router.add_put("/traffic", _put_traffic)
     app.router.add_post("/rollback", _rollback)
     app.router.add_post("/promote", _promote)
@@ -232,6 +236,14 @@ async def _deprecations(request: web.Request) -> web.Response:
             raise InvalidInput(f"days: {_show(raw)} is not a positive whole number")
         days = int(raw)
     return json_response(request.app[RUNTIME].deprecation_report(days))
+
+
+async def _shadow(request: web.Request) -> web.Response:
+    """The diff report of shadow traffic: the top ``limit`` differences (default 20)."""
+    raw = request.query.get("limit", "20")
+    if not (raw.isascii() and raw.isdigit() and int(raw) > 0):
+        raise InvalidInput(f"limit: {_show(raw)} is not a positive whole number")
+    return json_response(request.app[RUNTIME].shadow_report(int(raw)))
 
 
 # -- writes --

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from proxy.deprecation.metrics import DeprecationMetrics
 from proxy.metric_tables import CounterTable
+from proxy.shadow.metrics import ShadowMetrics
 from proxy.traffic.metrics import TrafficMetrics
 
 UPSTREAM_ERROR_KINDS = ("connect", "timeout", "broken", "invalid")
@@ -104,3 +105,4 @@ class Metrics:
         self.data_plane = DataPlaneMetrics(self.registry)
         self.reloads = ReloadMetrics(self.registry)
         self.deprecation = DeprecationMetrics(self.registry)
+        self.shadow = ShadowMetrics(self.registry)

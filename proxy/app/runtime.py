@@ -26,6 +26,7 @@ from proxy.config.load import load_config
 from proxy.config.secrets import api_key_secret
 from proxy.core.enforcement_report import enforcement_json
 from proxy.core.routing import TrafficState, failover_target
+from proxy.core.shadowreport import field_usage, require_clean
 from proxy.core.window import Windows
 from proxy.deprecation.enforce import EnforceStep, enforces
 from proxy.deprecation.step import DeprecationStep
@@ -35,8 +36,11 @@ from proxy.http.context import Settings
 from proxy.http.listener import Listener
 from proxy.http.pool import Pools, UpstreamPool
 from proxy.http.tunnel import TunnelRegistry
+from proxy.http.whole import WholeSender
 from proxy.pipeline import Pipeline, Step
 from proxy.schema import Config
+from proxy.shadow.sender import Shadower
+from proxy.shadow.step import ShadowStep
 from proxy.traffic.clients import ClientIdentifier
 from proxy.traffic.control import TrafficControl
 from proxy.traffic.steps import ChooseRelease, IdentifyClient, RecordExchange
@@ -101,6 +105,8 @@ class Runtime:
         self.telemetry = Telemetry(config, self.metrics.deprecation)
         self.settings = listener_settings(config)
         self.upstream = Pools({}, self.spawn)
+        sender = WholeSender(lambda: self.upstream, lambda: self.settings.trust_forwarded)
+        self.shadower = Shadower(config, sender, self.metrics.shadow, self.loop, time.time)
         self.pipeline = Pipeline(())
         self.listener = Listener(self)
         self.admin_runner: web.AppRunner | None = None
@@ -141,6 +147,9 @@ class Runtime:
         steps: list[Step | None] = [
             IdentifyClient(ClientIdentifier(self.config.clients, self.api_key_secret)),
             ChooseRelease(lambda: self.control.traffic),
+            ShadowStep(self.shadower, lambda: self.control.traffic.stable)
+            if self.config.shadow
+            else None,
             DeprecationStep(self.telemetry) if deprecations else None,
             EnforceStep(self.telemetry) if enforces(self.config) else None,
             RecordExchange(self.metrics.traffic, self.windows, self.loop),
@@ -308,6 +317,7 @@ class Runtime:
                 pool.max_in_flight = new.limits.max_in_flight
         self.settings = listener_settings(new)
         self.telemetry.reconfigure(new)
+        self.shadower.reconfigure(new)
         self.api_key_secret = secret
         self.pipeline = self.build_pipeline()
 
@@ -349,7 +359,13 @@ class Runtime:
         return self.control.promote()
 
     def start_rollout(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        if self.config.rollout.require_clean_shadow:
+            require_clean(self.shadow_report(None))  # ShadowNotClean names what it saw
         return self.control.start_rollout(overrides)
+
+    def shadow_report(self, limit: int | None) -> dict[str, Any]:
+        usage = field_usage(self.telemetry.report(None)) if self.config.deprecations else {}
+        return self.shadower.report(usage, limit)
 
     def pause_rollout(self) -> dict[str, Any]:
         return self.control.pause()

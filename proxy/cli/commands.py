@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 an error, printed as one line ``switchback: <message>`` on stderr;
 2 a usage error, or ``report --fail-if-used`` naming an element the report does not know;
-3 ``report --fail-if-used`` while a client still uses the element; 130 interrupted.
+3 ``report --fail-if-used`` while a client still uses the element, or ``diff-report
+--fail-if-breaking`` while shadow traffic saw breaking differences recently; 130 interrupted.
 No traceback reaches the terminal (``SWITCHBACK_DEBUG=1`` lets an unexpected one through).
 
 The decision functions (``expand_weights``, ``fail_if_used``) are pure: JSON in, text or
@@ -25,6 +26,7 @@ from proxy.admin.client import AdminClient, AdminError
 from proxy.admin.views import format_change, format_status
 from proxy.cli import openapi as openapi_cli
 from proxy.core.report import format_table, still_used
+from proxy.core.shadowreport import format_table as format_diff_table
 from proxy.errors import SwitchbackError
 
 DEFAULT_ADMIN = "http://127.0.0.1:9901"
@@ -141,6 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--fail-if-used",
         metavar="ELEMENT",
         help="exit 3 while a client uses ELEMENT (id or path), 0 when none does, 2 if unknown",
+    )
+    p = command(sub, "diff-report", _diff_report, "what shadow traffic found: top differences")
+    p.add_argument("--limit", type=_positive(int), default=20, metavar="N")
+    p.add_argument(
+        "--fail-if-breaking",
+        action="store_true",
+        help="exit 3 while breaking differences are recent",
     )
     return parser
 
@@ -280,6 +289,13 @@ def _report(client: AdminClient, args: argparse.Namespace) -> Outcome:
     if code == 2:
         raise CliError(verdict, 2)
     return data, f"{text}\n\n{verdict}", code
+
+
+def _diff_report(client: AdminClient, args: argparse.Namespace) -> Outcome:
+    data = client.get(f"/shadow?limit={args.limit}")
+    text = format_diff_table(data).rstrip("\n")
+    breaking = args.fail_if_breaking and data.get("breaking_recent", 0) > 0
+    return data, text, 3 if breaking else 0
 
 
 # -- pure formatting and decisions --

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from proxy.config.secrets import HIDDEN, secret_bytes, secret_problem
+from proxy.config.shadow_checks import shadow_problems
 from proxy.schema import AdminConfig, Config, DeprecationConfig
 
 RELEASE_NAME = re.compile(r"[a-z][a-z0-9_-]*")
@@ -209,6 +210,8 @@ def check(cfg: Config) -> list[str]:
             f"is shorter than telemetry.report_days ({show(cfg.telemetry.report_days)})",
         )
     _check_deprecations(out, cfg.deprecations)
+    for path, value, problem in shadow_problems(cfg):
+        out.add(path, value, problem)
     return out
 
 

@@ -302,6 +302,8 @@ def typed_paths(tree: Any, tp: Any = Config, prefix: Path_ = ()) -> list[tuple[P
     inner = typing.get_args(tp) if isinstance(tp, types.UnionType) else ()
     base = next((t for t in inner if t is not type(None)), tp)
     if isinstance(base, type) and issubclass(base, msgspec.Struct):
+        if tree is None:  # an optional section left out (``shadow: null``): nothing to vary
+            return []
         fields = {f.encode_name: f.type for f in msgspec.structs.fields(base)}
         children = [(k, v, fields.get(k, Any)) for k, v in tree.items()]
     elif isinstance(tree, dict):

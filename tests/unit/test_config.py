@@ -226,6 +226,11 @@ BAD = {
         "is out of range (a 64-bit integer)",
     ),
     "pool size": ([("upstream.pool_size", -1)], "upstream.pool_size: -1", "is negative"),
+    "body limit of 64 bits": (
+        [("limits.max_body_bytes", 2**63)],
+        "limits.max_body_bytes: 9223372036854775808",
+        "is out of range (a 64-bit integer)",
+    ),
     "max tracked": ([("clients.max_tracked", -5)], "clients.max_tracked: -5", "is negative"),
     "step seconds": ([("rollout.step_seconds", 0)], "rollout.step_seconds: 0", "positive"),
     "min requests": ([("rollout.min_requests", 0)], "rollout.min_requests: 0", "less than 1"),
