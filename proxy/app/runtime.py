@@ -26,6 +26,7 @@ from proxy.config.load import load_config
 from proxy.config.secrets import api_key_secret
 from proxy.core.routing import TrafficState, failover_target
 from proxy.core.window import Windows
+from proxy.deprecation.fields import fields_step
 from proxy.deprecation.step import DeprecationStep
 from proxy.deprecation.telemetry import Telemetry
 from proxy.errors import ConfigError, RolloutError
@@ -139,6 +140,7 @@ class Runtime:
         steps: list[Step | None] = [
             IdentifyClient(ClientIdentifier(self.config.clients, self.api_key_secret)),
             ChooseRelease(lambda: self.control.traffic),
+            fields_step(self.config, self.telemetry, self.metrics.fields),  # before: it prunes
             DeprecationStep(self.telemetry) if deprecations else None,
             RecordExchange(self.metrics.traffic, self.windows, self.loop),
         ]
