@@ -188,8 +188,10 @@ trees: st.SearchStrategy[dict[str, Any]] = st.recursive(
 )
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=5),
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.sampled_from(["a", "b", "c", "id", "x"]) | names, inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(["a", "b", "c", "id", "x"]) | names, inner, max_size=4)
+    ),
     max_leaves=30,
 )
 
