@@ -4,10 +4,11 @@ them (``fields.mode: prune``) or only takes note (``declare``), and counts decla
 
     request        the list parsed (memoized); a malformed one is answered 400 (app not called)
     response_head  prune: a 2xx JSON response within the cap is held
-    response_body  prune: decoded, pruned, encoded again (the client's encoding or identity);
-                   the exposures of the deprecation step (``FOUND``) become what the pruned body
-                   holds, found on the value already decoded: no second parse, and nothing
-                   remembered under the app's ETag, which named the unpruned bytes
+    response_body  prune: decoded, pruned (``proxy.core.typedprune``), encoded again (the
+                   client's encoding or identity); the deprecation step (``FOUND``) then looks
+                   in the pruned body for the declared deprecated fields only (none declared:
+                   no parse at all), and remembers nothing under the app's ETag, which named
+                   the unpruned bytes
     respond        ``X-Fields-Pruned: yes`` or ``no; reason=...``; ``Vary`` names the header
     done           per exposed deprecated field: "read" when declared, else (ledger only)
                    "unread"; and the outcome in ``switchback_fields_responses_total``
@@ -19,9 +20,9 @@ Reasons a response is not pruned (the header's ``reason``, the metric's ``outcom
 ``too-deep`` (arrays nested too deep to walk).
 
 Exposure in prune mode is exact: a field pruned away never reached the client, and a declared
-field counts only when the pruned body holds it. When a response passes through unpruned, the
-deprecation step counts the exposures of the whole body as usual, and a declaring client that
-did not declare a field gets "unread" for it beside the exposure.
+field counts only when the pruned body (what the client receives) holds it. When a response
+passes through unpruned, the deprecation step counts the exposures of the whole body as usual,
+and a declaring client that did not declare a field gets "unread" for it beside the exposure.
 """
 
 from __future__ import annotations
@@ -30,14 +31,13 @@ import gzip
 import time
 
 import brotli
-import orjson
 from prometheus_client import CollectorRegistry, Counter
 
 from proxy.core.bodyinspect import decoded_copy, is_json_content_type
-from proxy.core.fieldselect import FieldsError, Tree, accepts, declares, parse_fields, prune
+from proxy.core.fieldselect import FieldsError, Tree, accepts, declares, parse_fields
 from proxy.core.fieldselect import query_value as _query_value
-from proxy.core.jsonpaths import find
 from proxy.core.rules import Rule
+from proxy.core.typedprune import Malformed, Pruner, pruner_for
 from proxy.deprecation.step import FOUND
 from proxy.deprecation.telemetry import Telemetry
 from proxy.pipeline import Exchange, Reply, Rewrite, Slot, Step
@@ -68,10 +68,11 @@ class FieldsMetrics:
 class Selection:
     """A request's declared fields (kept in ``SELECTION``)."""
 
-    __slots__ = ("tree", "from_header", "outcome")
+    __slots__ = ("tree", "pruner", "from_header", "outcome")
 
-    def __init__(self, tree: Tree, from_header: bool) -> None:
+    def __init__(self, tree: Tree, pruner: Pruner | None, from_header: bool) -> None:
         self.tree = tree
+        self.pruner = pruner  # prune mode only
         self.from_header = from_header
         self.outcome: str | None = None  # PRUNED, or why not (set once known)
 
@@ -110,11 +111,14 @@ class DeclareFields(Step):
         if text is None:
             return None
         try:
-            tree = parse_fields(text)
+            selection = self._selection(text, raw is not None)
         except FieldsError as err:
             return self._invalid(where, err)
-        ex.put(SELECTION, Selection(tree, raw is not None))
+        ex.put(SELECTION, selection)
         return None
+
+    def _selection(self, text: str, from_header: bool) -> Selection:
+        return Selection(parse_fields(text), None, from_header)
 
     def _invalid(self, where: str, err: FieldsError) -> Reply:
         self.metrics.count("invalid")
@@ -161,6 +165,10 @@ class DeclareFields(Step):
 class PruneFields(DeclareFields):
     """``fields.mode: prune``: JSON responses are pruned to the declared fields."""
 
+    def _selection(self, text: str, from_header: bool) -> Selection:
+        pruner = pruner_for(text)  # memoized with its generated decoder
+        return Selection(pruner.tree, pruner, from_header)
+
     def response_head(self, ex: Exchange) -> None:
         sel = ex.get(SELECTION)
         if sel is None:
@@ -196,7 +204,7 @@ class PruneFields(DeclareFields):
 
     def response_body(self, ex: Exchange, body: bytes) -> Rewrite | None:
         sel = ex.get(SELECTION)
-        if sel is None or sel.outcome is not None:
+        if sel is None or sel.outcome is not None or sel.pruner is None:
             return None
         if not body:
             sel.outcome = "no-body"
@@ -207,29 +215,27 @@ class PruneFields(DeclareFields):
             sel.outcome = _SKIPS.get(decoded, "encoding")
             return None
         try:
-            pruned = prune(orjson.loads(decoded), sel.tree)
-        except orjson.JSONDecodeError:
+            pruned = sel.pruner.prune_bytes(decoded)
+        except Malformed:
             sel.outcome = "malformed"
             return None
         except RecursionError:
             sel.outcome = "too-deep"
             return None
         sel.outcome = PRUNED
-        self._exposed(ex, sel.tree, pruned)
-        return _encoded(orjson.dumps(pruned), encoding, ex.header(b"accept-encoding"))
+        self._look_for_declared(ex, sel.tree)
+        return _encoded(pruned, encoding, ex.header(b"accept-encoding"))
 
-    def _exposed(self, ex: Exchange, tree: Tree, pruned: object) -> None:
-        """What the client receives of the deprecated fields: found in the pruned value."""
+    def _look_for_declared(self, ex: Exchange, tree: Tree) -> None:
+        """The deprecation step is to look in the pruned body (what the client receives) for
+        the declared deprecated fields only: the others were pruned away."""
         found = ex.get(FOUND)
         if found is None:
             return
         rules = self.t.rules.response_field_rules(ex.method, ex.path)
-        found.exposed = [
-            r
-            for r in rules
-            if r.path is not None and declares(tree, r.path) and find(pruned, r.path, 1)
-        ]
-        found.response_rules = ()  # already inspected: the deprecation step parses nothing
+        # Exposures the ETag cache gave were found in the whole body: they no longer hold.
+        found.exposed = [r for r in found.exposed if r not in rules]
+        found.response_rules = tuple(r for r in rules if r.path and declares(tree, r.path))
         found.etag_key = None  # the ETag named the app's bytes, not these
 
 
