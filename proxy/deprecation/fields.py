@@ -34,8 +34,14 @@ import brotli
 from prometheus_client import CollectorRegistry, Counter
 
 from proxy.core.bodyinspect import decoded_copy, is_json_content_type
-from proxy.core.fieldselect import FieldsError, Tree, accepts, declares, parse_fields
-from proxy.core.fieldselect import query_value as _query_value
+from proxy.core.fieldselect import (
+    FieldsError,
+    Tree,
+    accepts,
+    declares,
+    parse_fields,
+    query_value,
+)
 from proxy.core.rules import Rule
 from proxy.core.typedprune import Malformed, Pruner, pruner_for
 from proxy.deprecation.step import FOUND
@@ -103,7 +109,7 @@ class DeclareFields(Step):
                 text: str | None = raw.decode("utf-8")
             elif self.param is not None:
                 where = f"query parameter {self.param}"
-                text = _query_value(ex.query, self.param)
+                text = query_value(ex.query, self.param)
             else:
                 return None
         except UnicodeDecodeError as err:
