@@ -128,7 +128,8 @@ def measure(args: argparse.Namespace, fronts: list[Target]) -> list[dict[str, An
     for size in args.sizes:
         for conns, _, group in loads(args, fronts):
             for target in group:
-                wrk.run(target.base_url + SIZES[size][0], conns, args.warmup, CLIENT_HEADER)
+                url = target.base_url + SIZES[size][0]
+                wrk.run(url, conns, args.warmup, CLIENT_HEADER, target.wrk_args)
     runs: list[dict[str, Any]] = []
     for rnd in range(1, args.rounds + 1):
         for size in args.sizes:

@@ -3,6 +3,9 @@
 --
 --   wrk -t1 -c50 -d10s --latency -s loadtest/clients.lua http://127.0.0.1:8080/users/1 -- X-Client-Id
 --
+-- Two more arguments add one fixed header to every request (name, value): the field list of
+-- the "fields" variant, -- X-Client-Id X-Fields 'user(id,name,role),items(id)'.
+--
 -- The requests are formatted once per thread in init(), so wrk's own cost per request stays
 -- that of sending a prepared string, the same for every target.
 
@@ -13,7 +16,11 @@ local n = 0
 function init(args)
   local header = args[1] or "X-Client-Id"
   for i = 1, count do
-    requests[i] = wrk.format(nil, nil, { [header] = string.format("client-%04d", i) })
+    local headers = { [header] = string.format("client-%04d", i) }
+    if args[2] and args[3] then
+      headers[args[2]] = args[3]
+    end
+    requests[i] = wrk.format(nil, nil, headers)
   end
 end
 

@@ -102,7 +102,7 @@ def run(
     settled = settle(upstream)
     count_before = answered.count(front.kind, front.count_url)
     before = read(front, upstream)
-    result = wrk.run(front.base_url + path, connections, duration, CLIENT_HEADER)
+    result = wrk.run(front.base_url + path, connections, duration, CLIENT_HEADER, front.wrk_args)
     after = read(front, upstream)
     count_after = answered.count(front.kind, front.count_url)
     row = {

@@ -19,9 +19,20 @@ from pathlib import Path
 
 import bodies
 import configs
+import orjson
 import procstat
-from configs import CLIENT_HEADER, ETAG_VARIANTS, HOST, VARIANTS
+from configs import (
+    CLIENT_HEADER,
+    ETAG_VARIANTS,
+    FIELD_VARIANTS,
+    FIELDS,
+    FIELDS_HEADER,
+    HOST,
+    VARIANTS,
+)
 from processes import Processes, StartError, free_port
+
+from proxy.core.fieldselect import parse_fields, prune
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -42,6 +53,18 @@ class Target:
     @property
     def rules(self) -> tuple[str, ...]:
         return VARIANTS[self.variant] if self.variant else ()
+
+    @property
+    def wrk_args(self) -> tuple[str, ...]:
+        """The header every request of this target carries besides the client id."""
+        return (FIELDS_HEADER, FIELDS) if self.variant in FIELD_VARIANTS else ()
+
+    def expected(self, file: bytes) -> bytes:
+        """The body this target must answer for the upstream's ``file``: the file itself, or
+        (field selection) the file pruned to ``FIELDS``."""
+        if self.variant not in FIELD_VARIANTS:
+            return file
+        return orjson.dumps(prune(orjson.loads(file), parse_fields(FIELDS)))
 
 
 def switchback_name(variant: str) -> str:
@@ -98,7 +121,10 @@ def check(target: Target, size: str, files: dict[tuple[str, str], bytes]) -> Non
     ``Deprecation`` and the others none, and only the ETag variant may carry an ``ETag``.
     """
     path = bodies.SIZES[size][0]
-    request = urllib.request.Request(target.base_url + path, headers={CLIENT_HEADER: "check-1"})
+    sent = {CLIENT_HEADER: "check-1"}
+    if target.wrk_args:
+        sent[target.wrk_args[0]] = target.wrk_args[1]
+    request = urllib.request.Request(target.base_url + path, headers=sent)
     try:
         resp = urllib.request.urlopen(request, timeout=5)  # noqa: S310 - loopback only
     except (OSError, urllib.error.URLError) as exc:  # HTTPError (a 4xx/5xx) is a URLError
@@ -107,7 +133,8 @@ def check(target: Target, size: str, files: dict[tuple[str, str], bytes]) -> Non
         body = resp.read()
         headers = resp.headers
     release = headers.get("X-Release", "")
-    expected = files.get((release, size))
+    file = files.get((release, size))
+    expected = None if file is None else target.expected(file)
     problems = []
     if resp.status != 200:
         problems.append(f"status {resp.status}")
@@ -121,6 +148,8 @@ def check(target: Target, size: str, files: dict[tuple[str, str], bytes]) -> Non
         problems.append(f"X-Served-By {headers.get('X-Served-By')!r} for {release!r}")
     if target.variant is not None and bool(target.rules) != ("Deprecation" in headers):
         problems.append("no Deprecation header" if target.rules else "a Deprecation header")
+    if (target.variant in FIELD_VARIANTS) != (headers.get("X-Fields-Pruned") == "yes"):
+        problems.append(f"X-Fields-Pruned {headers.get('X-Fields-Pruned')!r}")
     if (target.variant in ETAG_VARIANTS) != ("ETag" in headers):
         problems.append("an ETag" if "ETag" in headers else "no ETag")
     if problems:

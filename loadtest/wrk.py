@@ -86,10 +86,13 @@ def parse(output: str) -> WrkResult:
     )
 
 
-def run(url: str, connections: int, duration: str, header: str) -> WrkResult:
-    """One wrk run with one thread; every request carries ``header`` from a rotating set."""
+def run(
+    url: str, connections: int, duration: str, header: str, extra: tuple[str, ...] = ()
+) -> WrkResult:
+    """One wrk run with one thread; every request carries ``header`` from a rotating set, and
+    ``extra`` (a header name and its value) when given."""
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{duration}", "--latency", "-s", str(LUA)]
-    argv += [url, "--", header]
+    argv += [url, "--", header, *extra]
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603
     if proc.returncode != 0:
         raise WrkError(f"{' '.join(argv)} exited with {proc.returncode}:\n{proc.stderr.strip()}")

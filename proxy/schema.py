@@ -157,6 +157,17 @@ class TelemetryConfig(_Frozen, frozen=True, forbid_unknown_fields=True, kw_only=
     etag_cache: int = 4096
 
 
+class FieldsConfig(_Frozen, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Field selection (``proxy.deprecation.fields``): clients name the fields they read."""
+
+    mode: str = "off"  # "off" (ignored, costs nothing), "prune" or "declare" (count only)
+    header: str = "X-Fields"  # the request header carrying the field list
+    query_param: str | None = None  # e.g. "fields": also read from the query (still forwarded)
+    status_header: str = "X-Fields-Pruned"  # response header: "yes" or "no; reason=..."
+    # JSON bodies above this are not pruned (None: telemetry.max_body_bytes, the most held).
+    max_body_bytes: int | None = None
+
+
 class Config(_Frozen, frozen=True, kw_only=True):
     listen: str = "127.0.0.1:8080"
     admin: AdminConfig = msgspec.field(default_factory=AdminConfig)
@@ -171,5 +182,6 @@ class Config(_Frozen, frozen=True, kw_only=True):
     telemetry: TelemetryConfig = msgspec.field(default_factory=TelemetryConfig)
     deprecations: list[DeprecationConfig] = msgspec.field(default_factory=list)
     shadow: ShadowConfig | None = None
+    fields: FieldsConfig = msgspec.field(default_factory=FieldsConfig)
     # Where the config came from (set by the loader, not read from YAML).
     source: str = "<memory>"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from proxy.deprecation.fields import FieldsMetrics
 from proxy.deprecation.metrics import DeprecationMetrics
 from proxy.metric_tables import CounterTable
 from proxy.shadow.metrics import ShadowMetrics
@@ -106,3 +107,4 @@ class Metrics:
         self.reloads = ReloadMetrics(self.registry)
         self.deprecation = DeprecationMetrics(self.registry)
         self.shadow = ShadowMetrics(self.registry)
+        self.fields = FieldsMetrics(self.registry)

@@ -29,6 +29,7 @@ from proxy.core.routing import TrafficState, failover_target
 from proxy.core.shadowreport import field_usage, require_clean
 from proxy.core.window import Windows
 from proxy.deprecation.enforce import EnforceStep, enforces
+from proxy.deprecation.fields import fields_step
 from proxy.deprecation.step import DeprecationStep
 from proxy.deprecation.telemetry import Telemetry
 from proxy.errors import ConfigError, RolloutError
@@ -150,6 +151,7 @@ class Runtime:
             ShadowStep(self.shadower, lambda: self.control.traffic.stable)
             if self.config.shadow
             else None,
+            fields_step(self.config, self.telemetry, self.metrics.fields),  # before: it prunes
             DeprecationStep(self.telemetry) if deprecations else None,
             EnforceStep(self.telemetry) if enforces(self.config) else None,
             RecordExchange(self.metrics.traffic, self.windows, self.loop),

@@ -212,7 +212,30 @@ def check(cfg: Config) -> list[str]:
     _check_deprecations(out, cfg.deprecations)
     for path, value, problem in shadow_problems(cfg):
         out.add(path, value, problem)
+    _check_fields(out, cfg)
     return out
+
+
+FIELDS_MODES = ("off", "prune", "declare")
+
+
+def _check_fields(out: _Problems, cfg: Config) -> None:
+    fields = cfg.fields
+    if fields.mode not in FIELDS_MODES:
+        out.add("fields.mode", fields.mode, f"is not one of {', '.join(FIELDS_MODES)}")
+    for path in ("fields.header", "fields.status_header"):
+        _check_header(out, path, _get(cfg, path))
+    param = fields.query_param
+    if param is not None and (not param or any(c in param for c in "&=#? ")):
+        out.add("fields.query_param", param, "is not a query parameter name")
+    cap = fields.max_body_bytes
+    if cap is not None and not 0 < cap <= cfg.telemetry.max_body_bytes:
+        out.add(
+            "fields.max_body_bytes",
+            cap,
+            f"is not between 1 and telemetry.max_body_bytes ({show(cfg.telemetry.max_body_bytes)})"
+            ", the most a response is held",
+        )
 
 
 def _get(cfg: Config, path: str) -> Any:

@@ -12,6 +12,13 @@ element has been watched into one verdict per element:
 "Touched" counts both kinds the ledger records: ``use`` (the client sent the element: endpoint,
 query parameter, request field) and ``exposure`` (the client received it: response field).
 
+Declared reads: a client that sends a field list (``proxy.deprecation.fields``) says which
+fields it reads. Its exposures to a response field are then "read" (named in the list) or
+"unread" (left out). A client whose every exposure in the window was "unread", and that never
+read nor sent the element, does not depend on it (``UsageRow.depends``): it is listed, but not
+counted in "in use", and ``still_used`` ignores it. A client that sent no list on some of its
+exposures still counts: nothing says it does not read the field.
+
 ``report_to_json`` is the admin API's form (timestamps as ISO-8601 UTC and unix seconds);
 ``format_table`` and ``still_used`` read that JSON form, because the CLI gets it over HTTP.
 """
@@ -37,10 +44,29 @@ class UsageRow(msgspec.Struct, frozen=True, kw_only=True):
 
     element: str  # the deprecation's id
     client: str  # the full client id
-    kinds: tuple[str, ...]  # sorted subset of ("exposure", "use")
-    count: int
+    kinds: tuple[str, ...]  # sorted subset of ("exposure", "read", "unread", "use")
+    count: int  # uses and exposures (a read is an exposure too)
     first_seen: float  # unix seconds
     last_seen: float
+    # Of the exposures, how many the client's field list named ("read") or left out ("unread").
+    exposures: int = 0
+    reads: int = 0
+    unread: int = 0
+
+    @property
+    def declares(self) -> str:
+        """ "yes" when every exposure came with a field list, "partly", or "no"."""
+        declared = self.reads + self.unread
+        if not declared:
+            return "no"
+        return "yes" if declared >= self.exposures else "partly"
+
+    @property
+    def depends(self) -> bool:
+        """Whether the client counts as a user: it sent the element, read it, or received it
+        at least once without a field list that left it out."""
+        return not (self.unread and not self.reads and "use" not in self.kinds
+                    and self.exposures <= self.unread)  # fmt: skip
 
 
 class ElementInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -100,8 +126,9 @@ def build_report(
         rows = sorted(by_element.get(info.id, ()), key=lambda r: (-r.last_seen, r.client))
         since = observed_since.get(info.id)
         observed_days = max(0.0, (now - since) / DAY) if since is not None else 0.0
-        if rows:
-            verdict = f"in use: {len(rows)} client{'' if len(rows) == 1 else 's'}"
+        users = sum(1 for r in rows if r.depends)
+        if users:
+            verdict = f"in use: {users} client{'' if users == 1 else 's'}"
         elif observed_days >= days:
             verdict = SAFE
         else:
@@ -151,6 +178,10 @@ def report_to_json(reports: Sequence[ElementReport], now: float, days: int) -> d
                         "client": u.client,
                         "count": u.count,
                         "kinds": list(u.kinds),
+                        "depends": u.depends,
+                        "declares": u.declares,
+                        "exposures": u.exposures,
+                        "reads": u.reads,
                         **_stamp("first_seen", u.first_seen),
                         **_stamp("last_seen", u.last_seen),
                     }
@@ -195,16 +226,25 @@ def format_table(report_json: dict[str, Any]) -> str:
     for e in elements:
         if not e["clients"]:
             continue
+        declaring = any(c.get("declares", "no") != "no" for c in e["clients"])
         client_rows = [["CLIENT", "COUNT", "KINDS", "LAST SEEN"]]
+        if declaring:  # some client sends field lists: its reads against its exposures
+            client_rows[0] += ["DECLARES", "READ/EXPOSED", "DEPENDS"]
         for c in e["clients"]:
-            client_rows.append([c["client"], str(c["count"]), ",".join(c["kinds"]), c["last_seen"]])
+            kinds = ",".join(k for k in c["kinds"] if k in ("use", "exposure"))
+            row = [c["client"], str(c["count"]), kinds, c["last_seen"]]
+            if declaring:
+                read = f"{c['reads']}/{c['exposures']}" if c["declares"] != "no" else "-"
+                row += [c["declares"], read, "yes" if c["depends"] else "no"]
+            client_rows.append(row)
         lines += ["", f"{e['id']} ({e['element']}): {e['verdict']}"]
         lines += columns(client_rows, frozenset({1}), indent="  ")
     return "\n".join(lines) + "\n"
 
 
 def still_used(report_json: dict[str, Any], element: str) -> bool | None:
-    """Whether any client touched ``element`` (an id or an element text) in the report's window.
+    """Whether any client depends on ``element`` (an id or an element text) in the report's
+    window: touched it, unless its field lists left it out every time (``UsageRow.depends``).
 
     None when no element matches. When the text matches several deprecations (the same field
     deprecated on two endpoints), any one in use counts.
@@ -212,4 +252,4 @@ def still_used(report_json: dict[str, Any], element: str) -> bool | None:
     matches = [e for e in report_json["elements"] if element in (e["id"], e["element"])]
     if not matches:
         return None
-    return any(e["clients"] for e in matches)
+    return any(c.get("depends", True) for e in matches for c in e["clients"])

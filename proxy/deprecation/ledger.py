@@ -60,6 +60,8 @@ from proxy.errors import LedgerError
 
 __all__ = ["Ledger", "LedgerHooks", "UsageRow"]
 
+TOUCHES = frozenset({"use", "exposure"})  # the kinds a row's count adds up (reads are exposures)
+
 log = logging.getLogger("switchback.ledger")
 
 PRUNE_EVERY = 3600.0  # seconds between two deletions of rows past retention
@@ -125,7 +127,9 @@ class Ledger:
     def record(self, element: str, kind: str, client: str, now: float, count: int = 1) -> None:
         """Counts ``count`` touches of ``element`` by ``client`` at ``now``. Memory only, O(1).
 
-        ``kind``: "use" (the client sent it) or "exposure" (the client received it).
+        ``kind``: "use" (the client sent it), "exposure" (the client received it), "read"
+        (received, and named in the client's field list) or "unread" (received, and left out
+        of the client's field list). Only uses and exposures add to ``UsageRow.count``.
         ``client`` is the full client id, not the bounded metric label.
         """
         if not self._pending.add(element, kind, client, now, count):
@@ -366,25 +370,28 @@ class Ledger:
             if ledger_db.is_corrupt(error):
                 self._corrupt(str(error))
             raise LedgerError(f"ledger {self.path} cannot be read now: {error}") from None
-        totals: dict[tuple[str, str], tuple[set[str], Tally]] = {}
+        totals: dict[tuple[str, str], tuple[dict[str, int], Tally]] = {}
         rows = ((e, c, k, Tally(n, f, last)) for e, c, k, n, f, last in stored)
         for element, client, kind, tally in itertools.chain(rows, touches(unflushed, since)):
             total = totals.get((element, client))
             if total is None:
-                totals[element, client] = ({kind}, Tally(tally.count, tally.first, tally.last))
-            else:
-                total[0].add(kind)
-                total[1].merge(tally)
+                total = totals[element, client] = ({}, Tally(0, tally.first, tally.last))
+            by_kind = total[0]
+            by_kind[kind] = by_kind.get(kind, 0) + tally.count
+            total[1].merge(Tally(tally.count if kind in TOUCHES else 0, tally.first, tally.last))
         return [
             UsageRow(
                 element=element,
                 client=client,
-                kinds=tuple(sorted(kinds)),
+                kinds=tuple(sorted(by_kind)),
                 count=t.count,
                 first_seen=t.first,
                 last_seen=t.last,
+                exposures=by_kind.get("exposure", 0),
+                reads=by_kind.get("read", 0),
+                unread=by_kind.get("unread", 0),
             )
-            for (element, client), (kinds, t) in totals.items()
+            for (element, client), (by_kind, t) in totals.items()
         ]
 
     def observing_since(self) -> float:

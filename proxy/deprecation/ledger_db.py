@@ -12,8 +12,10 @@ database file). Schema (``PRAGMA journal_mode=WAL``, ``synchronous=NORMAL``: a c
 machine may lose the last flush, never corrupt the file):
 
     usage(element, kind, client, day 'YYYY-MM-DD' UTC, count, first_seen, last_seen)
-          primary key (element, kind, client, day); kind is "use" or "exposure"
-    meta(key, value)                  observing_since: when this ledger was first opened
+          primary key (element, kind, client, day); kind is "use", "exposure", "read"
+          or "unread" (the last two since schema version 2: declared reads)
+    meta(key, value)                  observing_since: when this ledger was first opened;
+                                      schema_version (absent: 1)
     elements(id, first_configured)    when each element id first appeared in config
     watched(element, day)             the days (since the epoch, UTC) each element was watched
 """
@@ -76,6 +78,15 @@ WHERE day >= ? AND last_seen >= ? GROUP BY element, client, kind
 """
 
 UsageTuple = tuple[str, str, str, str, int, float, float]  # element, kind, client, day, ...
+
+# The schema's version, and the SQL bringing a file of the version before up to it. A file is
+# migrated when opened, in one transaction; a newer file is used as it is (its version kept).
+SCHEMA_VERSION = 2
+MIGRATIONS: dict[int, str] = {
+    # The kinds "read" and "unread": usage.kind is free text, so rows of version 1 stay valid
+    # (clients then sent no field lists) and only the version is recorded.
+    2: "",
+}
 
 
 class LedgerCorrupt(Exception):
@@ -196,6 +207,7 @@ def _read(conn: sqlite3.Connection, observing_since: float) -> Opened:
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('observing_since', ?)",
             (observing_since,),
         )
+    migrate(conn)
     try:
         (since,) = conn.execute("SELECT value FROM meta WHERE key = 'observing_since'").fetchone()
         first = {
@@ -207,6 +219,30 @@ def _read(conn: sqlite3.Connection, observing_since: float) -> Opened:
         return Opened(conn, float(since), first, watched)
     except (TypeError, ValueError) as exc:  # values SQLite's loose typing let in
         raise LedgerCorrupt(f"a stored value is not of its column's type ({exc})") from None
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """The file's schema version (1 when it predates versions)."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    try:
+        return 1 if row is None else int(row[0])
+    except (TypeError, ValueError):
+        raise LedgerCorrupt(f"schema_version {row[0]!r} is not a number") from None
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Brings the file up to ``SCHEMA_VERSION`` (nothing to do when it is there or newer)."""
+    version = schema_version(conn)
+    if version >= SCHEMA_VERSION:
+        return
+    with conn:
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in filter(str.strip, MIGRATIONS[step].split(";")):
+                conn.execute(statement)
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+            (SCHEMA_VERSION,),
+        )
 
 
 def set_aside(path: str) -> list[tuple[str, str]]:

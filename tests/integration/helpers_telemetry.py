@@ -24,6 +24,7 @@ The request target chooses the JSON payload; the ``X-Shape`` header chooses how 
                       Content-Length, the body in three chunks
                       own: the app's own Deprecation and Link headers (``OWN_*`` below)
                       empty: 200 without a body; redirect: 302 without a body
+                      etag: a strong ETag ("v1"); missing: the JSON with status 404
 
 ``sent`` keeps, per request, the exact body bytes the release put on the wire (after any
 compression, before chunk framing), so tests compare them with what the client received.
@@ -150,6 +151,10 @@ class TelemetryApp:
             status, extra = (302, {"Location": "/users/2"}) if shape == "redirect" else (200, {})
             return web.Response(status=status, headers=extra)
         self.sent.append(data)
+        if shape == "etag":
+            headers["ETag"] = '"v1"'
+        if shape == "missing":
+            return web.Response(status=404, body=data, headers=headers)
         if shape == "chunked":
             resp = web.StreamResponse(headers=headers)
             resp.enable_chunked_encoding()

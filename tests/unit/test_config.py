@@ -294,6 +294,29 @@ BAD = {
         "deprecations[1].endpoint: 'GET'",
         "has no path",
     ),
+    "fields mode": (
+        [("fields.mode", "sometimes")],
+        "fields.mode: 'sometimes'",
+        "is not one of off, prune, declare",
+    ),
+    "fields header": ([("fields.header", "X Fields")], "fields.header: 'X Fields'", "header name"),
+    "fields status header": (
+        [("fields.status_header", "")],
+        "fields.status_header: ''",
+        "header name",
+    ),
+    "fields query param": (
+        [("fields.query_param", "a=b")],
+        "fields.query_param: 'a=b'",
+        "not a query parameter name",
+    ),
+    "fields cap above what is held": (
+        [("fields.max_body_bytes", 10**9)],
+        "fields.max_body_bytes: 1000000000",
+        "between 1 and telemetry.max_body_bytes (8388608)",
+    ),
+    "fields cap": ([("fields.max_body_bytes", 0)], "fields.max_body_bytes: 0", "between 1"),
+    "fields unknown key": ([("fields.prune", True)], "fields", "prune"),
 }
 
 # Written last: these go through proxy.core.jsonpaths.parse_path and proxy.core.rules.parse_route.

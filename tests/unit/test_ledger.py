@@ -116,6 +116,7 @@ async def test_usage_since_merges_flushed_and_pending_per_element_and_client(pat
             count=1,
             first_seen=NOW - 10,
             last_seen=NOW - 10,
+            exposures=1,
         ),
         UsageRow(
             element="user-role",
@@ -124,6 +125,7 @@ async def test_usage_since_merges_flushed_and_pending_per_element_and_client(pat
             count=3,
             first_seen=NOW - 3600,
             last_seen=NOW,
+            exposures=1,
         ),
     ]
     await ledger.close()
@@ -229,4 +231,46 @@ async def test_watched_days_are_kept_and_gaps_stay_gaps(path: Path) -> None:
     assert reopened.watched_days("never", NOW) == 0
     window = reopened.observed_in_window(["user-role"], NOW + 5 * DAY, days=5)
     assert NOW + 5 * DAY - window["user-role"] == 4 * DAY  # 4 days watched, not 5 elapsed
+    await reopened.close()
+
+
+# The schema of version 1 (before declared reads), as such a file was written.
+V1_SCHEMA = """
+CREATE TABLE usage (
+    element TEXT NOT NULL, kind TEXT NOT NULL, client TEXT NOT NULL, day TEXT NOT NULL,
+    count INTEGER NOT NULL, first_seen REAL NOT NULL, last_seen REAL NOT NULL,
+    PRIMARY KEY (element, kind, client, day)
+);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value);
+CREATE TABLE elements (id TEXT PRIMARY KEY, first_configured REAL NOT NULL);
+CREATE TABLE watched (element TEXT NOT NULL, day INTEGER NOT NULL, PRIMARY KEY (element, day));
+"""
+
+
+async def test_a_ledger_of_schema_version_1_is_migrated_and_keeps_its_counts(path: Path) -> None:
+    path.parent.mkdir(mode=0o700)
+    with closing(sqlite3.connect(path)) as conn:
+        conn.executescript(V1_SCHEMA)
+        conn.execute("INSERT INTO meta VALUES ('observing_since', ?)", (NOW - 50 * DAY,))
+        conn.execute(
+            "INSERT INTO usage VALUES ('user-role', 'exposure', 'web', '2025-06-15', 7, ?, ?)",
+            (NOW - 100, NOW - 50),
+        )
+        conn.commit()
+    path.chmod(0o600)
+    ledger = Ledger(str(path), retention_days=KEEP)
+    assert ledger.observing_since() == NOW - 50 * DAY
+    ledger.record("user-role", "read", "mobile", NOW - 10)
+    ledger.record("user-role", "exposure", "mobile", NOW - 10)
+    await ledger.flush()
+    rows = {r.client: r for r in ledger.usage_since(NOW - DAY)}
+    assert (rows["web"].count, rows["web"].exposures, rows["web"].declares) == (7, 7, "no")
+    assert (rows["mobile"].count, rows["mobile"].reads, rows["mobile"].declares) == (1, 1, "yes")
+    await ledger.close()
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
+            2,
+        )
+    reopened = Ledger(str(path), retention_days=KEEP)  # opened again: nothing to migrate
+    assert {r.client for r in reopened.usage_since(NOW - DAY)} == {"web", "mobile"}
     await reopened.close()

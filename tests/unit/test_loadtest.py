@@ -148,3 +148,22 @@ def test_switchback_config_of_every_variant_loads(variant: str, tmp_path: Path) 
         "blue": "http://127.0.0.1:9001",
         "green": "http://127.0.0.1:9002",
     }
+
+
+@pytest.mark.parametrize("size", list(bodies.SIZES))
+def test_the_fields_variant_prunes_every_body_to_its_list(size: str, tmp_path: Path) -> None:
+    import targets  # noqa: E402 - after the sys.path insertion above
+
+    text = configs.switchback_conf(tmp_path, "fields", 8080, 9901, {"blue": 1, "green": 2})
+    assert parse_config(text, "fields.yaml", {}).fields.mode == "prune"
+    plain = targets.Target("switchback+rules", "http://x", "switchback", 1, "", "rules")
+    fields = targets.Target("switchback+fields", "http://x", "switchback", 1, "", "fields")
+    assert (plain.wrk_args, fields.wrk_args) == ((), ("X-Fields", configs.FIELDS))
+    items = bodies.SIZES[size][1]
+    for release in bodies.RELEASES:
+        file = bodies.make_body(items, release)
+        assert plain.expected(file) == file
+        doc = orjson.loads(fields.expected(file))
+        assert set(doc) == {"user", "items"} and set(doc["user"]) == {"id", "name", "role"}
+        assert [set(item) for item in doc["items"]] == [{"id"}] * items
+        assert find(doc, parse_path("user.role")) == 1  # the deprecated field still counted

@@ -31,14 +31,20 @@ LEGACY = ElementInfo(
 ELEMENTS = [ROLE, PAGE, LEGACY]
 
 
-def usage(element: str, client: str, last_seen: float, count: int = 1) -> UsageRow:
+def usage(
+    element: str, client: str, last_seen: float, count: int = 1, reads: int = 0, unread: int = 0
+) -> UsageRow:
+    kinds = {"exposure"} | ({"read"} if reads else set()) | ({"unread"} if unread else set())
     return UsageRow(
         element=element,
         client=client,
-        kinds=("exposure",),
+        kinds=tuple(sorted(kinds)),
         count=count,
         first_seen=last_seen - 3600,
         last_seen=last_seen,
+        exposures=count,
+        reads=reads,
+        unread=unread,
     )
 
 
@@ -94,6 +100,10 @@ def test_json_has_iso_and_unix_timestamps() -> None:
         "client": "mobile-ios",
         "count": 120,
         "kinds": ["exposure"],
+        "depends": True,
+        "declares": "no",
+        "exposures": 120,
+        "reads": 0,
         "first_seen": "2025-06-15T14:05:40Z",
         "first_seen_unix": NOW - 3660,
         "last_seen": "2025-06-15T15:05:40Z",
@@ -162,3 +172,47 @@ def test_element_info_from_config() -> None:
         deprecated=dt.datetime(2025, 1, 1, tzinfo=dt.UTC),
     )
     assert ElementInfo.from_config(endpoint).kind == "endpoint"
+
+
+# -- declared reads ------------------------------------------------------------------------
+
+DECLARING = [
+    usage("user-role", "reads-it", NOW - 60, count=4, reads=4),
+    usage("user-role", "leaves-it-out", NOW - 60, count=5, unread=5),
+    usage("user-role", "sometimes-no-list", NOW - 60, count=5, unread=3),
+]
+
+
+def test_a_client_whose_lists_left_the_field_out_is_not_a_user() -> None:
+    (role,) = build_report([ROLE], DECLARING, OBSERVED, NOW, days=30)
+    depends = {r.client: (r.declares, r.depends) for r in role.clients}
+    assert depends == {
+        "reads-it": ("yes", True),
+        "leaves-it-out": ("yes", False),
+        "sometimes-no-list": ("partly", True),  # two exposures came without a list
+    }
+    assert role.verdict == "in use: 2 clients"
+
+
+def test_only_clients_that_left_it_out_make_it_safe_and_not_used() -> None:
+    rows = [DECLARING[1]]
+    (role,) = build_report([ROLE], rows, OBSERVED, NOW, days=30)
+    assert (role.verdict, role.safe) == ("safe to remove", True)
+    doc = report_to_json([role], NOW, 30)
+    assert still_used(doc, "user.role") is False
+    assert doc["elements"][0]["clients"][0]["client"] == "leaves-it-out"  # still listed
+
+
+def test_table_shows_reads_against_exposures_for_declaring_clients() -> None:
+    doc = report_to_json(build_report([ROLE], DECLARING, OBSERVED, NOW, days=30), NOW, 30)
+    table = format_table(doc)
+    assert "READ/EXPOSED" in table and "DEPENDS" in table
+    line = next(row for row in table.splitlines() if "leaves-it-out" in row)
+    assert line.split()[-3:] == ["yes", "0/5", "no"]
+    line = next(row for row in table.splitlines() if "reads-it" in row)
+    assert line.split()[-3:] == ["yes", "4/4", "yes"]
+
+
+def test_the_table_of_clients_without_lists_keeps_its_columns() -> None:
+    doc = report_to_json(build_report(ELEMENTS, USAGE, OBSERVED, NOW, days=30), NOW, 30)
+    assert "DECLARES" not in format_table(doc)
