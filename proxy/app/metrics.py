@@ -14,6 +14,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from proxy.deprecation.metrics import DeprecationMetrics
+from proxy.journal.metrics import JournalMetrics
 from proxy.metric_tables import CounterTable
 from proxy.traffic.metrics import TrafficMetrics
 
@@ -104,3 +105,4 @@ class Metrics:
         self.data_plane = DataPlaneMetrics(self.registry)
         self.reloads = ReloadMetrics(self.registry)
         self.deprecation = DeprecationMetrics(self.registry)
+        self.journal = JournalMetrics(self.registry)

@@ -168,6 +168,11 @@ _NUMBERS: tuple[tuple[str, Callable[[float], bool], str], ...] = (
     ("telemetry.retention_days", lambda v: v > 0, "is not positive"),
     ("telemetry.flush_seconds", lambda v: _finite(v) and v > 0, "is not positive"),
     ("telemetry.etag_cache", lambda v: v >= 0, "is negative (0 turns the cache off)"),
+    ("journal.max_body_bytes", lambda v: v >= 0, "is negative"),
+    ("journal.retention_days", lambda v: v > 0, "is not positive"),
+    ("journal.max_entries", lambda v: v >= 1, "is less than 1"),
+    ("journal.queue_size", lambda v: v >= 1, "is less than 1"),
+    ("journal.flush_seconds", lambda v: _finite(v) and 0 < v <= 1, "is not a duration in (0, 1]"),
 )
 
 
@@ -207,6 +212,13 @@ def check(cfg: Config) -> list[str]:
             f"is shorter than telemetry.report_days ({show(cfg.telemetry.report_days)})",
         )
     _check_deprecations(out, cfg.deprecations)
+    if cfg.journal.max_body_bytes > cfg.telemetry.max_body_bytes:
+        out.add(
+            "journal.max_body_bytes",
+            cfg.journal.max_body_bytes,
+            f"is above telemetry.max_body_bytes ({show(cfg.telemetry.max_body_bytes)}), the most "
+            "the data plane copies",
+        )
     return out
 
 
