@@ -9,7 +9,7 @@ import os
 import stat
 from pathlib import Path
 
-from tests.integration.conftest import StartProxy, sample
+from tests.integration.conftest import StartProxy, refused_url, sample
 from tests.integration.journal_helpers import (
     SocketRecorder,
     journal,
@@ -18,6 +18,7 @@ from tests.integration.journal_helpers import (
     replay,
     request,
     send,
+    wait_for,
 )
 
 Recorders = tuple[SocketRecorder, SocketRecorder]
@@ -178,3 +179,49 @@ async def test_the_journal_file_is_private_and_bounded(
     samples = await proxy.metrics()
     assert sample(samples, "switchback_journal_entries_total", release="green") == 4
     assert sample(samples, "switchback_journal_dropped_total") == 0
+
+
+async def test_a_full_queue_drops_and_counts_and_a_file_back_takes_the_rest(
+    switchback: StartProxy, recorders: Recorders, tmp_path: Path
+) -> None:
+    blue, green = recorders
+    blocker = tmp_path / "state" / "journal.sqlite3"
+    blocker.mkdir(parents=True)  # a directory where the file should be: it cannot be opened
+    proxy = await switchback(on(blue, green, journal={"queue_size": 2}))
+    for n in range(5):  # the request path never waits for the journal
+        assert await send(proxy.port, request("POST", b"/w/%d" % n, body=b"x")) == 201
+    samples = await proxy.metrics()
+    assert sample(samples, "switchback_journal_dropped_total") == 3
+    assert sample(samples, "switchback_journal_write_failures_total") >= 1
+    code, body = await proxy.admin_call("GET", "/journal")
+    assert (code, body["code"]) == (503, "journal_unavailable"), body
+    code, answer = await proxy.admin_call("POST", "/rollback")
+    assert (answer["journal"]["entries"], answer["journal"]["dropped"]) == (2, 3)
+
+    blocker.rmdir()
+
+    async def written() -> bool:
+        samples = await proxy.metrics()
+        return sample(samples, "switchback_journal_entries_total", release="green") == 2
+
+    await wait_for(written)
+    entries = (await journal(proxy))["entries"]
+    assert [e["target"] for e in entries] == ["/w/0", "/w/1"]
+
+
+async def test_a_write_the_candidate_never_saw_is_not_journaled(
+    switchback: StartProxy, recorders: Recorders
+) -> None:
+    blue, _ = recorders
+    traffic = {
+        "stable": "blue",
+        "weights": {"blue": 100, "green": 0},
+        "override_header": "X-Release",
+    }
+    config = {"releases": {"blue": {"url": blue.url}, "green": {"url": refused_url()}},
+              "traffic": traffic}  # fmt: skip
+    proxy = await switchback(config)
+    # Routed to green by the override header; green refuses the connection: blue serves it.
+    assert await send(proxy.port, request("POST", b"/o", b"X-Release: green", body=b"{}")) == 201
+    assert len(blue.received) == 1
+    assert (await journal(proxy))["entries"] == []
