@@ -42,6 +42,9 @@ from proxy.schema import JournalConfig
 log = logging.getLogger("switchback.journal")
 
 T = TypeVar("T")
+# The connection, the renames of a corrupt file set aside, the stored episode start, and
+# per release the entries since then.
+Opened = tuple[sqlite3.Connection, list[tuple[str, str]], float | None, dict[str, int]]
 LOG_EVERY = 60.0
 EPISODE = "episode_start"
 
@@ -75,6 +78,7 @@ class Journal:
         self.episode_start = time.time()
         self._episode_dirty = True  # written with the next batch
         self.episode_counts: collections.Counter[str] = collections.Counter()
+        self._episode_ended = False  # end_episode was called in this run
         self.replay_lock = asyncio.Lock()  # one replay at a time (proxy.journal.replay)
 
     # -- opening ---------------------------------------------------------------------------
@@ -82,26 +86,34 @@ class Journal:
         """Open the file (blocking: at start-up). A file that cannot be opened does not stop
         start-up: entries wait in the queue, and each flush tries to open it again."""
         try:
-            self._open()
+            self._adopt(self._open())
         except (OSError, sqlite3.Error) as exc:
             self._failed(exc)
 
-    def _open(self) -> None:
+    def _open(self) -> Opened:
+        """Open the file and read its episode (in a worker thread, or at start-up)."""
         conn, moved = store.open_db(self.path)
+        start = store.read_meta(conn, EPISODE)
+        since = self.episode_start if start is None else start
+        counts = conn.execute(
+            "SELECT release, count(*) FROM entries WHERE time >= ? GROUP BY release", (since,)
+        ).fetchall()
+        return conn, moved, start, {str(r): int(n) for r, n in counts}
+
+    def _adopt(self, opened: Opened) -> None:
+        """Take an opened file into use (event loop thread). Its episode counts, unless one
+        ended while the file could not be opened (the new one has nothing in the file yet)."""
+        conn, moved, start, counts = opened
         if moved:
             log.warning("journal %s was corrupt: set aside as %s; a new journal begins",
                         self.path, moved[0][1])  # fmt: skip
-        with self.lock:
-            start = store.read_meta(conn, EPISODE)
-            if start is not None:
-                self.episode_start = start
-                self._episode_dirty = False
-            counts = conn.execute(
-                "SELECT release, count(*) FROM entries WHERE time >= ? GROUP BY release",
-                (self.episode_start,),
-            ).fetchall()
         self.conn = conn
-        self.episode_counts.update({str(r): int(n) for r, n in counts})
+        if self._episode_ended:
+            return
+        if start is not None:
+            self.episode_start = start
+            self._episode_dirty = False
+        self.episode_counts.update(counts)
 
     # -- the request path ------------------------------------------------------------------
     def append(self, entry: Entry) -> None:
@@ -136,6 +148,7 @@ class Journal:
         self.episode_start = now
         self.episode_counts.clear()
         self._episode_dirty = True
+        self._episode_ended = True
 
     # -- writing ---------------------------------------------------------------------------
     async def flush(self) -> None:
@@ -144,7 +157,9 @@ class Journal:
         while self._writing is not None:
             await asyncio.wait([self._writing])
         if self.conn is None:
-            await self._in_thread(self._open)
+            opened: list[Opened] = []
+            await self._in_thread(lambda: opened.append(self._open()))
+            self._adopt(opened[0])
         batch = list(self.queue)
         if not batch and not self._episode_dirty:
             return
