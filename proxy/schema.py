@@ -126,8 +126,8 @@ class JournalConfig(_Frozen, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     """Writes the candidate served, kept to be replayed after a rollback (``proxy.journal``)."""
 
     enabled: bool = True
-    # Bodies up to this are kept (replayable); a longer one only as its SHA-256. At most
-    # telemetry.max_body_bytes: the data plane copies no more for a step.
+    # Bodies up to this are kept (replayable); a longer one only as its SHA-256. One over
+    # telemetry.max_body_bytes is not copied by the data plane at all: neither body nor digest.
     max_body_bytes: int = 1024 * 1024
     # Authorization, Cookie, Proxy-Authorization and clients.api_key_header are redacted
     # unless this is true (replay can add a service token instead).

@@ -212,13 +212,6 @@ def check(cfg: Config) -> list[str]:
             f"is shorter than telemetry.report_days ({show(cfg.telemetry.report_days)})",
         )
     _check_deprecations(out, cfg.deprecations)
-    if cfg.journal.max_body_bytes > cfg.telemetry.max_body_bytes:
-        out.add(
-            "journal.max_body_bytes",
-            cfg.journal.max_body_bytes,
-            f"is above telemetry.max_body_bytes ({show(cfg.telemetry.max_body_bytes)}), the most "
-            "the data plane copies",
-        )
     return out
 
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from proxy.core.routing import TrafficState
-from proxy.journal.entry import NOT_SERVED, journals, make_entry
+from proxy.journal.entry import NOT_SERVED, SAFE_METHODS, journals, make_entry
 from proxy.journal.journal import Journal
 from proxy.pipeline import Exchange, Slot, Step
 from proxy.schema import JournalConfig
@@ -42,6 +42,8 @@ class JournalStep(Step):
         self.clock = clock
 
     def request(self, ex: Exchange) -> None:
+        if ex.method in SAFE_METHODS:  # most requests: no look at the traffic state
+            return
         state = self.traffic()
         if journals(ex.method, ex.release, state.candidate, state.stable):
             ex.want_request_body = True

@@ -225,3 +225,18 @@ async def test_a_write_the_candidate_never_saw_is_not_journaled(
     assert await send(proxy.port, request("POST", b"/o", b"X-Release: green", body=b"{}")) == 201
     assert len(blue.received) == 1
     assert (await journal(proxy))["entries"] == []
+
+
+async def test_a_body_the_data_plane_does_not_copy_is_refused_for_replay(
+    switchback: StartProxy, recorders: Recorders
+) -> None:
+    blue, green = recorders
+    proxy = await switchback(on(blue, green, telemetry={"max_body_bytes": 64}))
+    # A body of several reads: the data plane stops copying once it passes the cap.
+    data = request("POST", b"/huge", body=b"y" * 1_000_000)
+    assert await send(proxy.port, data) == 201
+    (entry,) = (await journal(proxy))["entries"]
+    assert (entry["replayable"], entry["body_sha256"]) == (False, None)
+    assert "telemetry.max_body_bytes" in entry["refused"]
+    (result,) = (await replay(proxy, to="blue"))["results"]
+    assert "refused" in result and blue.received == []

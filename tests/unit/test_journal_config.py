@@ -47,11 +47,3 @@ def test_bad_values_name_the_file_key_and_value(journal: dict[str, Any], line: s
     with pytest.raises(ConfigError) as info:
         parse(journal)
     assert f"{SRC}: " in str(info.value) and line in str(info.value), str(info.value)
-
-
-def test_the_cap_cannot_pass_what_the_data_plane_copies() -> None:
-    with pytest.raises(ConfigError) as info:
-        parse({"max_body_bytes": 2048}, telemetry={"max_body_bytes": 1024})
-    assert "journal.max_body_bytes: 2048 is above telemetry.max_body_bytes (1024)" in str(
-        info.value
-    )
