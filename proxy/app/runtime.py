@@ -34,6 +34,7 @@ from proxy.http.context import Settings
 from proxy.http.listener import Listener
 from proxy.http.pool import Pools, UpstreamPool
 from proxy.http.tunnel import TunnelRegistry
+from proxy.journal import store as journal_store
 from proxy.journal.entry import credential_names, parse_header
 from proxy.journal.journal import Journal, JournalHooks
 from proxy.journal.replay import replay
@@ -46,8 +47,6 @@ from proxy.traffic.control import TrafficControl
 from proxy.traffic.steps import ChooseRelease, IdentifyClient, RecordExchange
 
 log = logging.getLogger("switchback")
-
-JOURNAL_FILE = "journal.sqlite3"
 
 
 def listener_settings(config: Config) -> Settings:
@@ -168,7 +167,7 @@ class Runtime:
             dropped=m.dropped.inc,
             write_failed=m.write_failures.inc,
         )
-        path = os.path.join(config.state_dir, JOURNAL_FILE)
+        path = os.path.join(config.state_dir, journal_store.FILE)
         return Journal(path, config.journal, hooks)
 
     def _make_pool(self, name: str) -> UpstreamPool:

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import re
+import sqlite3
 import time
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
 from proxy.admin.client import AdminClient
+from proxy.errors import JournalError
+from proxy.journal import store
 from proxy.journal.entry import parse_header
-from proxy.journal.views import format_list, format_replay
+from proxy.journal.views import format_list, format_replay, stored_to_json
 
 Outcome = tuple[Any, str, int]
 _AGO = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
@@ -62,6 +66,12 @@ def add_commands(sub: Any, command: Command) -> None:
     p.add_argument("--since", type=since, metavar="T", help="unix seconds, ISO 8601, or 2h")
     p.add_argument("--release", metavar="NAME", help="only the entries this release wrote")
     p.add_argument("--limit", type=int, metavar="N", help="only the newest N")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="read the journal in this config's state_dir, not through the admin API "
+        "(works while Switchback is stopped)",
+    )
     p = command(actions, "replay", _replay, "send the journaled writes to a release, in order")
     p.add_argument("--to", required=True, metavar="RELEASE", help="e.g. blue (the stable one)")
     p.add_argument("--since", type=since, metavar="T", help="unix seconds, ISO 8601, or 2h")
@@ -85,11 +95,29 @@ def add_commands(sub: Any, command: Command) -> None:
 
 
 def _list(client: AdminClient, args: argparse.Namespace) -> Outcome:
+    if args.config:
+        data = _read_directly(args)
+        return data, format_list(data), 0
     query = {"since": args.since, "release": args.release, "limit": args.limit}
     given = {k: str(v) for k, v in query.items() if v is not None}
     path = "/journal" + ("?" + urllib.parse.urlencode(given) if given else "")
     data = client.get(path)
     return data, format_list(data), 0
+
+
+def _read_directly(args: argparse.Namespace) -> dict[str, Any]:
+    from proxy.config.load import load_config
+
+    config = load_config(args.config)  # a ConfigError names the file, the key and the value
+    path = os.path.join(config.state_dir, store.FILE)
+    try:
+        rows = store.read_file(path, since=args.since, release=args.release, limit=args.limit)
+    except FileNotFoundError:
+        raise JournalError(f"no journal at {path} (nothing journaled yet?)") from None
+    except sqlite3.Error as exc:
+        raise JournalError(f"journal {path} cannot be read: {exc}") from None
+    entries = [stored_to_json(row) for row in rows]
+    return {"file": path, "count": len(entries), "entries": entries}
 
 
 def _replay(client: AdminClient, args: argparse.Namespace) -> Outcome:

@@ -31,6 +31,7 @@ import msgspec
 from proxy import files
 from proxy.journal.entry import Entry
 
+FILE = "journal.sqlite3"  # in state_dir
 COMPANIONS = ("-wal", "-shm", "-journal")
 DAY = 86400.0
 
@@ -98,6 +99,18 @@ def open_db(path: str) -> tuple[sqlite3.Connection, list[tuple[str, str]]]:
             raise
         moved = files.set_aside(path, "corrupt", time.time(), COMPANIONS)
     return _open(path), moved
+
+
+def read_file(path: str, **filters: Any) -> list[Stored]:
+    """The entries of the journal at ``path``, read without a running Switchback (the CLI's
+    ``journal list --config``); FileNotFoundError when there is none."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(path)
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        return read(conn, **filters)
+    finally:
+        conn.close()
 
 
 def _open(path: str) -> sqlite3.Connection:

@@ -3,11 +3,14 @@ the real command, as a process, against a running Switchback's admin API."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import orjson
 
 from tests.integration.conftest import TOKEN, StartProxy, run_switchback
 from tests.integration.journal_helpers import (
     SocketRecorder,
+    journal,
     on,
     recorders_fixture,  # noqa: F401 - the recorders fixture
     request,
@@ -61,3 +64,24 @@ async def test_rollback_then_list_then_replay_from_the_command_line(
     assert code == 1 and "to: 'purple' is not a release (known: blue, green)" in err
     code, out, err = await cli(proxy.admin, "journal", "list", "--since", "yesterday")
     assert code == 2 and "is not a time" in err
+
+
+async def test_list_reads_the_state_directory_with_config(
+    switchback: StartProxy, recorders: tuple[SocketRecorder, SocketRecorder], tmp_path: Path
+) -> None:
+    blue, green = recorders
+    proxy = await switchback(on(blue, green))
+    assert await send(proxy.port, request("PATCH", b"/orders/9", body=b"{}")) == 201
+    await journal(proxy)  # written by now
+    proc = await run_switchback("journal", "list", "--config", str(proxy.config_path), "--json")
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err
+    assert [e["target"] for e in orjson.loads(out)["entries"]] == ["/orders/9"]
+
+    empty = tmp_path / "other" / "switchback.yaml"
+    empty.parent.mkdir()
+    empty.write_text(proxy.config_path.read_text().replace(str(tmp_path / "state"), "nowhere"))
+    proc = await run_switchback("journal", "list", "--config", str(empty))
+    out, err = await proc.communicate()
+    assert proc.returncode == 1
+    assert err.decode().startswith("switchback: no journal at nowhere/journal.sqlite3")

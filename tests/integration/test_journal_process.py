@@ -6,8 +6,15 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
-from tests.integration.conftest import ProxyProcess, admin_request, sample, scrape_metrics
+from tests.integration.conftest import (
+    ProxyProcess,
+    admin_request,
+    run_switchback,
+    sample,
+    scrape_metrics,
+)
 from tests.integration.journal_helpers import (
     SocketRecorder,
     on,
@@ -21,7 +28,9 @@ StartProcess = Callable[..., Awaitable[ProxyProcess]]
 
 
 async def test_journal_entries_survive_sigkill(
-    switchback_process: StartProcess, recorders: tuple[SocketRecorder, SocketRecorder]
+    switchback_process: StartProcess,
+    recorders: tuple[SocketRecorder, SocketRecorder],
+    tmp_path: Path,
 ) -> None:
     blue, green = recorders
     config = on(blue, green)
@@ -37,6 +46,12 @@ async def test_journal_entries_survive_sigkill(
     await wait_for(committed)
     first.proc.send_signal(signal.SIGKILL)
     assert await first.wait(15) == -signal.SIGKILL
+
+    # Read with the process gone, straight from the state directory.
+    proc = await run_switchback("journal", "list", "--config", str(tmp_path / "switchback-0.yaml"))
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err
+    assert "POST /orders/2" in out.decode() and "3 entries" in out.decode()
 
     second = await switchback_process(config)
     code, listed = await admin_request(second.admin, "GET", "/journal")
