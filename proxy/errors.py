@@ -11,6 +11,7 @@ Every error Switchback raises on purpose is one of these, and says how it answer
     ├── RolloutError             409 illegal_move        a move the rollout's state forbids
     │   └── ShadowNotClean       409 shadow_not_clean    shadow traffic saw breaking differences
     ├── LedgerError              503 ledger_unavailable  the usage ledger cannot be read now
+    ├── JournalError             503 journal_unavailable the write journal cannot be read now
     ├── StateError               503 state_unusable      the saved traffic state cannot be used
     ├── Refused                  (per refusal)           the proxy answers a request itself
     └── UpstreamError            502 upstream_error      forwarding to a release failed
@@ -144,6 +145,14 @@ class LedgerError(SwitchbackError):
 
     status = 503
     code = "ledger_unavailable"
+
+
+class JournalError(SwitchbackError):
+    """The write journal cannot be read or marked now (``str(err)`` names the file and the
+    cause); nothing is replayed without it."""
+
+    status = 503
+    code = "journal_unavailable"
 
 
 class UpstreamError(SwitchbackError):

@@ -168,6 +168,22 @@ class FieldsConfig(_Frozen, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     max_body_bytes: int | None = None
 
 
+class JournalConfig(_Frozen, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Writes the candidate served, kept to be replayed after a rollback (``proxy.journal``)."""
+
+    enabled: bool = True
+    # Bodies up to this are kept (replayable); a longer one only as its SHA-256. One over
+    # telemetry.max_body_bytes is not copied by the data plane at all: neither body nor digest.
+    max_body_bytes: int = 1024 * 1024
+    # Authorization, Cookie, Proxy-Authorization and clients.api_key_header are redacted
+    # unless this is true (replay can add a service token instead).
+    keep_credentials: bool = False
+    retention_days: int = 30  # entries older than this are deleted
+    max_entries: int = 100_000  # and beyond this many, the oldest
+    queue_size: int = 10_000  # entries waiting for the writer; beyond it, dropped and counted
+    flush_seconds: float = 0.2  # batch interval (at most 1 s: an entry is on disk by then)
+
+
 class Config(_Frozen, frozen=True, kw_only=True):
     listen: str = "127.0.0.1:8080"
     admin: AdminConfig = msgspec.field(default_factory=AdminConfig)
@@ -183,5 +199,6 @@ class Config(_Frozen, frozen=True, kw_only=True):
     deprecations: list[DeprecationConfig] = msgspec.field(default_factory=list)
     shadow: ShadowConfig | None = None
     fields: FieldsConfig = msgspec.field(default_factory=FieldsConfig)
+    journal: JournalConfig = msgspec.field(default_factory=JournalConfig)
     # Where the config came from (set by the loader, not read from YAML).
     source: str = "<memory>"

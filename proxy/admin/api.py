@@ -4,9 +4,8 @@ Who may do what (``Authorization: Bearer <token>``, tokens compared in constant 
 
     GET /healthz, /readyz                  always open (liveness and readiness probes)
     GET /status, /metrics, /deprecations,  open while admin.listen is loopback and no
-        /shadow (the diff report)
-                                           admin.read_token is set; otherwise admin.token or
-                                           admin.read_token (these reads name clients)
+        /shadow (the diff report),         admin.read_token is set; otherwise admin.token or
+        /journal                           admin.read_token (these reads name clients)
     every other method                     admin.token; the read token never allows a change
 
 With no token configured, writes are accepted only from loopback peers (the config loader
@@ -24,6 +23,7 @@ One middleware does the auth, and ``error_answer`` turns every failure into
     unknown route / wrong method                404 not_found / 405 method_not_allowed
     an illegal rollout move                     409 illegal_move (RolloutError)
     the report cannot be made                   503 ledger_unavailable (LedgerError)
+    the journal cannot be read or marked        503 journal_unavailable (JournalError)
     anything else                               500 internal_error (traceback to the log only)
 
 Handlers check shapes and types only; whether a value makes sense (weights sum to 100, steps
@@ -33,6 +33,7 @@ move is legal now, with RolloutError.
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
 import logging
 import math
@@ -76,6 +77,13 @@ class AdminRuntime(Protocol):
     def deprecation_report(self, days: int | None) -> dict[str, Any]: ...
 
     def shadow_report(self, limit: int | None) -> dict[str, Any]: ...
+    async def journal_list(
+        self, since: float | None, release: str | None, limit: int | None
+    ) -> dict[str, Any]: ...  # JournalError
+
+    async def journal_replay(
+        self, to: str, since: float | None, dry_run: bool, again: bool, headers: list[str]
+    ) -> dict[str, Any]: ...  # InvalidInput, JournalError
 
 
 # AdminRuntime is a Protocol, so the key is parametrized rather than given the type.
@@ -102,6 +110,8 @@ def make_admin_app(runtime: AdminRuntime) -> web.Application:
     app.router.add_post("/rollout/pause", _pause_rollout)
     app.router.add_post("/rollout/resume", _resume_rollout)
     app.router.add_post("/reload", _reload)
+    app.router.add_get("/journal", _journal)
+    app.router.add_post("/journal/replay", _journal_replay)
     return app
 
 
@@ -246,6 +256,19 @@ async def _shadow(request: web.Request) -> web.Response:
     return json_response(request.app[RUNTIME].shadow_report(int(raw)))
 
 
+async def _journal(request: web.Request) -> web.Response:
+    q = request.query
+    _no_unknown_keys(dict(q), {"since", "release", "limit"})
+    since = _since(q.get("since"))
+    limit = None
+    if "limit" in q:
+        raw = q["limit"]
+        if not (raw.isascii() and raw.isdigit() and int(raw) > 0):
+            raise InvalidInput(f"limit: {_show(raw)} is not a positive whole number")
+        limit = int(raw)
+    return json_response(await request.app[RUNTIME].journal_list(since, q.get("release"), limit))
+
+
 # -- writes --
 
 
@@ -291,6 +314,25 @@ async def _reload(request: web.Request) -> web.Response:
     return json_response(await request.app[RUNTIME].reload())
 
 
+async def _journal_replay(request: web.Request) -> web.Response:
+    body = await _read_object(request, required=True)
+    _no_unknown_keys(body, {"to", "since", "dry_run", "again", "headers"})
+    to = body.get("to")
+    if not isinstance(to, str) or not to:
+        raise InvalidInput(f'to: expected a release name such as "blue", got {_show(to)}')
+    headers = body.get("headers", [])
+    if not isinstance(headers, list) or not all(isinstance(h, str) for h in headers):
+        raise InvalidInput(f"headers: {_show(headers)} is not a list of 'Name: value' strings")
+    answer = await request.app[RUNTIME].journal_replay(
+        to,
+        _since(body.get("since")),
+        _flag("dry_run", body.get("dry_run", False)),
+        _flag("again", body.get("again", False)),
+        headers,
+    )
+    return json_response(answer)
+
+
 # -- request bodies: shapes and types only --
 
 
@@ -325,6 +367,27 @@ def _number(path: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise InvalidInput(f"{path}: {_show(value)} is not a number")
     return float(value)
+
+
+def _since(value: Any) -> float | None:
+    """``since``: unix seconds, or an ISO 8601 time (UTC unless it says otherwise)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+        try:
+            when = dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise InvalidInput(
+                f"since: {_show(value)} is not a time (unix seconds or ISO 8601)"
+            ) from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        return when.timestamp()
+    return _number("since", value)
 
 
 def _whole(path: str, value: Any) -> int:

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from proxy.deprecation.fields import FieldsMetrics
 from proxy.deprecation.metrics import DeprecationMetrics
+from proxy.journal.metrics import JournalMetrics
 from proxy.metric_tables import CounterTable
 from proxy.shadow.metrics import ShadowMetrics
 from proxy.traffic.metrics import TrafficMetrics
@@ -108,3 +109,4 @@ class Metrics:
         self.deprecation = DeprecationMetrics(self.registry)
         self.shadow = ShadowMetrics(self.registry)
         self.fields = FieldsMetrics(self.registry)
+        self.journal = JournalMetrics(self.registry)

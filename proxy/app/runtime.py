@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import resource
 import time
 from collections.abc import Callable, Coroutine
@@ -32,12 +33,18 @@ from proxy.deprecation.enforce import EnforceStep, enforces
 from proxy.deprecation.fields import fields_step
 from proxy.deprecation.step import DeprecationStep
 from proxy.deprecation.telemetry import Telemetry
-from proxy.errors import ConfigError, RolloutError
+from proxy.errors import ConfigError, InvalidInput, RolloutError
 from proxy.http.context import Settings
 from proxy.http.listener import Listener
 from proxy.http.pool import Pools, UpstreamPool
 from proxy.http.tunnel import TunnelRegistry
 from proxy.http.whole import WholeSender
+from proxy.journal import store as journal_store
+from proxy.journal.entry import credential_names, parse_header
+from proxy.journal.journal import Journal, JournalHooks
+from proxy.journal.replay import replay
+from proxy.journal.step import JournalStep
+from proxy.journal.views import stored_to_json
 from proxy.pipeline import Pipeline, Step
 from proxy.schema import Config
 from proxy.shadow.sender import Shadower
@@ -101,8 +108,9 @@ class Runtime:
         self.tasks: set[asyncio.Task[None]] = set()
         self.windows = Windows()
         self.control = TrafficControl(
-            config, self.metrics.traffic, self.windows, self.loop.time, self._close_tunnels_later
+            config, self.metrics.traffic, self.windows, self.loop.time, self._rolled_back
         )
+        self.journal = self._make_journal(config)
         self.telemetry = Telemetry(config, self.metrics.deprecation)
         self.settings = listener_settings(config)
         self.upstream = Pools({}, self.spawn)
@@ -154,9 +162,27 @@ class Runtime:
             fields_step(self.config, self.telemetry, self.metrics.fields),  # before: it prunes
             DeprecationStep(self.telemetry) if deprecations else None,
             EnforceStep(self.telemetry) if enforces(self.config) else None,
+            self._journal_step(),
             RecordExchange(self.metrics.traffic, self.windows, self.loop),
         ]
         return Pipeline([step for step in steps if step is not None])
+
+    def _journal_step(self) -> JournalStep | None:
+        cfg = self.config
+        if not cfg.journal.enabled:
+            return None
+        secret = credential_names(cfg.clients.api_key_header)
+        return JournalStep(self.journal, lambda: self.control.traffic, cfg.journal, secret)
+
+    def _make_journal(self, config: Config) -> Journal:
+        m = self.metrics.journal
+        hooks = JournalHooks(
+            written=lambda release, n: m.entries.labels(release).inc(n),
+            dropped=m.dropped.inc,
+            write_failed=m.write_failures.inc,
+        )
+        path = os.path.join(config.state_dir, journal_store.FILE)
+        return Journal(path, config.journal, hooks)
 
     def _make_pool(self, name: str) -> UpstreamPool:
         url = urlsplit(self.config.releases[name].url)
@@ -198,6 +224,9 @@ class Runtime:
             dp.in_flight.labels(name).set_function(self._in_flight_of(name))
             dp.tunnels.labels(name).set_function(self._tunnels_of(name))
         await self.telemetry.start(self.spawn)
+        self.metrics.journal.add_releases(cfg.releases)
+        self.journal.open()
+        self.spawn(self.journal.run())
         self.pipeline = self.build_pipeline()
         raise_fd_limit(2 * cfg.limits.max_connections + 256)
         dp.loop_lag.set_function(lambda: self.listener.loop_lag)
@@ -242,6 +271,7 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.telemetry.close()
+        await self.journal.close()
         if self.admin_runner is not None:
             await self.admin_runner.cleanup()
 
@@ -254,6 +284,10 @@ class Runtime:
                     job()
                 except Exception:  # a bug in one must not stop the loop
                     log.exception("%s failed", job.__name__)
+
+    def _rolled_back(self, release: str) -> None:
+        self.journal.end_episode(time.time())
+        self._close_tunnels_later(release)
 
     def _close_tunnels_later(self, release: str) -> None:
         grace = self.config.rollout.websocket_grace
@@ -320,6 +354,7 @@ class Runtime:
         self.settings = listener_settings(new)
         self.telemetry.reconfigure(new)
         self.shadower.reconfigure(new)
+        self.journal.config = new.journal
         self.api_key_secret = secret
         self.pipeline = self.build_pipeline()
 
@@ -349,16 +384,23 @@ class Runtime:
             "config_file": self.config.source,
             "ledger": self.telemetry.ledger.health() if self.telemetry.ledger else None,
             "enforcement": enforcement_json(self.config.deprecations, time.time()),
+            "journal": self.journal.health(),
         }
 
     def set_weights(self, weights: dict[str, float]) -> dict[str, Any]:
         return self.control.set_weights(weights)
 
     def rollback(self, reason: str) -> dict[str, Any]:
-        return self.control.rollback(reason or "manual")
+        """The rollback, and what the candidate wrote since it began to carry traffic."""
+        traffic = self.control.traffic
+        episode = self.journal.episode(traffic.candidate)
+        answer = self.control.rollback(reason or "manual")
+        return {**answer, "journal": {**episode, "replay_to": traffic.stable}}
 
     def promote(self) -> dict[str, Any]:
-        return self.control.promote()
+        answer = self.control.promote()
+        self.journal.end_episode(time.time())
+        return answer
 
     def start_rollout(self, overrides: dict[str, Any]) -> dict[str, Any]:
         if self.config.rollout.require_clean_shadow:
@@ -377,6 +419,47 @@ class Runtime:
 
     def deprecation_report(self, days: int | None) -> dict[str, Any]:
         return self.telemetry.report(days)
+
+    async def journal_list(
+        self, since: float | None, release: str | None, limit: int | None
+    ) -> dict[str, Any]:
+        rows = await self.journal.read(since=since, release=release, limit=limit)
+        return {
+            "file": self.journal.path,
+            "count": len(rows),
+            "entries": [stored_to_json(row) for row in rows],
+            **self.journal.health(),
+        }
+
+    async def journal_replay(
+        self,
+        to: str,
+        since: float | None,
+        dry_run: bool,
+        again: bool,
+        headers: list[str],
+    ) -> dict[str, Any]:
+        if to not in self.config.releases:
+            known = ", ".join(self.config.releases)
+            raise InvalidInput(f"to: {to!r} is not a release (known: {known})")
+        added = []
+        for i, text in enumerate(headers):
+            try:
+                added.append(parse_header(text))
+            except ValueError as exc:
+                raise InvalidInput(f"headers[{i}]: {exc}") from None
+        up = self.config.upstream
+        return await replay(
+            self.journal,
+            self.upstream,
+            to,
+            since=since,
+            dry_run=dry_run,
+            again=again,
+            headers=added,
+            trust_forwarded=self.config.server.xff_trusted,
+            timeout=up.response_timeout + up.read_timeout,
+        )
 
 
 def _fmt(traffic: TrafficState) -> str:

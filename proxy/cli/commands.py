@@ -24,10 +24,12 @@ import orjson
 from proxy import __version__
 from proxy.admin.client import AdminClient, AdminError
 from proxy.admin.views import format_change, format_status
+from proxy.cli import journal as journal_cli
 from proxy.cli import openapi as openapi_cli
 from proxy.core.report import format_table, still_used
 from proxy.core.shadowreport import format_table as format_diff_table
 from proxy.errors import SwitchbackError
+from proxy.journal.views import rollback_line
 
 DEFAULT_ADMIN = "http://127.0.0.1:9901"
 
@@ -137,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", metavar="TEXT")
     command(sub, "promote", _simple("POST", "/promote", "promoted"), "make the candidate stable")
     command(sub, "reload", _simple("POST", "/reload", "config reloaded"), "re-read the config")
+    journal_cli.add_commands(sub, command)
     p = command(sub, "report", _report, "which clients still use deprecated elements")
     p.add_argument("--days", type=_positive(int), metavar="N", help="window (config default)")
     p.add_argument(
@@ -269,7 +272,9 @@ def _rollout_start(client: AdminClient, args: argparse.Namespace) -> Outcome:
 def _rollback(client: AdminClient, args: argparse.Namespace) -> Outcome:
     body = {"reason": args.reason} if args.reason else None
     data = client.send("POST", "/rollback", body)
-    return data, format_change("rolled back", data), 0
+    text = format_change("rolled back", data)
+    line = rollback_line(data)
+    return data, text if line is None else f"{text}\n{line}", 0
 
 
 def _simple(method: str, path: str, title: str) -> Callable[[AdminClient, Any], Outcome]:

@@ -169,6 +169,11 @@ _NUMBERS: tuple[tuple[str, Callable[[float], bool], str], ...] = (
     ("telemetry.retention_days", lambda v: v > 0, "is not positive"),
     ("telemetry.flush_seconds", lambda v: _finite(v) and v > 0, "is not positive"),
     ("telemetry.etag_cache", lambda v: v >= 0, "is negative (0 turns the cache off)"),
+    ("journal.max_body_bytes", lambda v: v >= 0, "is negative"),
+    ("journal.retention_days", lambda v: v > 0, "is not positive"),
+    ("journal.max_entries", lambda v: v >= 1, "is less than 1"),
+    ("journal.queue_size", lambda v: v >= 1, "is less than 1"),
+    ("journal.flush_seconds", lambda v: _finite(v) and 0 < v <= 1, "is not a duration in (0, 1]"),
 )
 
 

@@ -346,5 +346,8 @@ async def test_state_files_are_private_whatever_the_umask(
         "ledger.sqlite3": 0o600,
         "ledger.sqlite3-wal": 0o600,
         "ledger.sqlite3-shm": 0o600,
+        "journal.sqlite3": 0o600,
+        "journal.sqlite3-wal": 0o600,
+        "journal.sqlite3-shm": 0o600,
     }
     assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700

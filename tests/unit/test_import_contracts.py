@@ -58,6 +58,9 @@ def test_the_package_keeps_every_contract(copy: Path) -> None:
         ("core/routing.py", "import time", "Pure modules do no I/O"),
         ("admin/api.py", "from proxy.app import runtime", "Nothing imports the command line"),
         ("demo/run.py", "from proxy.cli import commands", "The demo does not import the command"),
+        ("journal/step.py", "from proxy.traffic import control", "The journal is a feature"),
+        ("journal/replay.py", "from proxy.http import pool", "The journal is a feature"),
+        ("traffic/steps.py", "from proxy.journal import entry", "Only the assembly and the"),
     ],
 )
 def test_a_forbidden_import_breaks_its_contract(

@@ -1,0 +1,1 @@
+"""The write journal: what the candidate accepted, kept so that a rollback loses no data."""
