@@ -12,7 +12,6 @@ import asyncio
 import gc
 import logging
 import os
-import resource
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -22,6 +21,7 @@ from aiohttp import web
 
 from proxy.admin.api import make_admin_app
 from proxy.app.metrics import Metrics
+from proxy.app.settings import listener_settings, raise_fd_limit
 from proxy.config.checks import split_host_port
 from proxy.config.load import load_config
 from proxy.config.secrets import api_key_secret
@@ -34,7 +34,6 @@ from proxy.deprecation.fields import fields_step
 from proxy.deprecation.step import DeprecationStep
 from proxy.deprecation.telemetry import Telemetry
 from proxy.errors import ConfigError, InvalidInput, RolloutError
-from proxy.http.context import Settings
 from proxy.http.listener import Listener
 from proxy.http.pool import Pools, UpstreamPool
 from proxy.http.tunnel import TunnelRegistry
@@ -54,46 +53,6 @@ from proxy.traffic.control import TrafficControl
 from proxy.traffic.steps import ChooseRelease, IdentifyClient, RecordExchange
 
 log = logging.getLogger("switchback")
-
-
-def listener_settings(config: Config) -> Settings:
-    server, limits = config.server, config.limits
-    return Settings(
-        response_timeout=config.upstream.response_timeout,
-        read_timeout=config.upstream.read_timeout,
-        inspect_cap=config.telemetry.max_body_bytes,
-        served_by=config.traffic.served_by_header,
-        trust_forwarded=server.xff_trusted,
-        keepalive_timeout=server.keepalive_timeout,
-        head_timeout=server.head_timeout,
-        body_timeout=server.body_timeout,
-        send_timeout=server.send_timeout,
-        max_head_bytes=limits.max_head_bytes,
-        max_headers=limits.max_headers,
-        max_target_bytes=limits.max_target_bytes,
-        max_body_bytes=limits.max_body_bytes,
-        max_connections=limits.max_connections,
-        max_in_flight=limits.max_in_flight,
-        max_loop_lag=limits.max_loop_lag,
-        retry_after=limits.retry_after,
-    )
-
-
-def raise_fd_limit(needed: int) -> None:
-    """Raise the soft limit on open files towards the hard one (as nginx's
-    worker_rlimit_nofile): every client connection may need a second one to its release."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY or soft >= needed:
-        return
-    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    except (ValueError, OSError):
-        target = soft
-    if target < needed:
-        log.warning(
-            "open files limited to %d: limits.max_connections needs about %d", target, needed
-        )
 
 
 class Runtime:

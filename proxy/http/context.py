@@ -20,7 +20,7 @@ from proxy.pipeline import Pipeline
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
-    """The data plane's settings, from the config (``proxy.app.runtime.listener_settings``)."""
+    """The data plane's settings, from the config (``proxy.app.settings.listener_settings``)."""
 
     response_timeout: float = 30.0  # request sent, no response head: 504
     read_timeout: float = 60.0  # the release silent mid-response (or not reading): cut / 504
