@@ -133,9 +133,10 @@ def breaking_recent(report: Mapping[str, Any]) -> list[str]:
 
 def field_usage(deprecation_report: Mapping[str, Any]) -> dict[str, list[str]]:
     """``{deprecation id: [client, ...]}`` of the response fields, from the deprecation
-    report's JSON (``proxy.core.report.report_to_json``)."""
+    report's JSON (``proxy.core.report.report_to_json``): the clients that depend on each, as
+    the report's verdict counts them (a client whose field lists always left it out does not)."""
     return {
-        e["id"]: [c["client"] for c in e["clients"]]
+        e["id"]: [c["client"] for c in e["clients"] if c.get("depends", True)]
         for e in deprecation_report["elements"]
         if e["kind"] == "field"
     }

@@ -9,7 +9,13 @@ import pytest
 from proxy.core.jsondiff import FIELD_ADDED, FIELD_REMOVED, STATUS_CHANGED, Difference
 from proxy.core.rules import RuleSet
 from proxy.core.shadowbook import OTHER, DiffBook, Example
-from proxy.core.shadowreport import breaking_recent, build_report, format_table, require_clean
+from proxy.core.shadowreport import (
+    breaking_recent,
+    build_report,
+    field_usage,
+    format_table,
+    require_clean,
+)
 from proxy.errors import ShadowNotClean
 from proxy.schema import DeprecationConfig
 
@@ -94,3 +100,22 @@ def test_the_table_shows_each_difference_with_its_example() -> None:
     assert "expected  field_removed  /v1/users/{id}  user.legacy" in text
     assert "e.g. GET /v1/users/1 (client app1)" in text
     assert format_table(_report(DiffBook())).endswith("no differences\n")
+
+
+def test_usage_counts_the_clients_that_depend_as_the_report_does() -> None:
+    """A client whose field lists left ``user.legacy`` out received nothing it reads: removing
+    the field breaks only the clients the deprecation report says depend on it."""
+    report = {
+        "elements": [
+            {
+                "id": "legacy",
+                "kind": "field",
+                "clients": [
+                    {"client": "declares-other-fields", "depends": False},
+                    {"client": "reads-it", "depends": True},
+                ],
+            },
+            {"id": "old-endpoint", "kind": "endpoint", "clients": [{"client": "x"}]},
+        ]
+    }
+    assert field_usage(report) == {"legacy": ["reads-it"]}
