@@ -347,3 +347,24 @@ async def test_refused_requests_are_not_the_releases_answers_in_the_rollout_wind
     assert (await get(proxy, "/users/1"))[0] == 200
     code, status = await proxy.admin_call("GET", "/status")
     assert code == 200 and status["releases"]["blue"]["requests"] == 1
+
+
+async def test_a_refused_request_without_a_body_keeps_the_connection_open(
+    switchback: StartProxy, releases: Releases
+) -> None:
+    """A 410 for a bodiless GET (a brownout refuses every request of a client) leaves nothing
+    unread: the client's keep-alive connection serves the next request, also one pipelined."""
+    proxy = await switchback(brownout(start=stamp(-HOUR), end=stamp(HOUR)))
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    try:
+        gone = b"GET /v0/users/1 HTTP/1.1\r\nHost: x\r\nX-Client-Id: web\r\n\r\n"
+        writer.write(gone)
+        status, headers, body = await asyncio.wait_for(read_response(reader), 5)
+        assert status == 410 and orjson.loads(body)["error"] == "deprecated_brownout"
+        assert dict(headers).get("Connection") != "close" and "Deprecation" in dict(headers)
+        writer.write(gone + b"GET /users/2 HTTP/1.1\r\nHost: x\r\n\r\n")
+        statuses = [(await asyncio.wait_for(read_response(reader), 5))[0] for _ in range(2)]
+        assert statuses == [410, 200]
+    finally:
+        writer.close()
+    assert [r["target"] for r in releases.blue.seen] == ["/users/2"]

@@ -295,7 +295,17 @@ def test_fail_if_used_does_not_wait_for_the_safe_verdict() -> None:
     # Watched for 2 of 30 days: the report cannot call it safe yet, but nobody uses it.
     report = report_json(used=False, watched_days=2)
     assert report["elements"][0]["safe"] is False
-    assert fail_if_used(report, "user.role")[0] == 0
+    code, message = fail_if_used(report, "user.role")
+    assert code == 0
+    # It says what the report says: it was not watched for the whole window.
+    assert message == (
+        "user.role: no client used it in the 2.0 days it was watched, of the last 30; "
+        "the report's verdict: unknown: observed for only 2.0 days"
+    )
+    assert fail_if_used(report_json(used=False), "user.role") == (
+        0,
+        "user.role: no client used it in the last 30 days (safe to remove)",
+    )
 
 
 def test_fail_if_used_unknown_element() -> None:
