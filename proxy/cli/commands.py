@@ -2,8 +2,10 @@
 
 Exit codes: 0 success; 1 an error, printed as one line ``switchback: <message>`` on stderr;
 2 a usage error, or ``report --fail-if-used`` naming an element the report does not know;
-3 ``report --fail-if-used`` while a client still uses the element, or ``diff-report
---fail-if-breaking`` while shadow traffic saw breaking differences recently; 130 interrupted.
+3 ``report --fail-if-used`` (or ``--fail-unless-safe``) while a client still uses the element,
+or ``diff-report --fail-if-breaking`` while shadow traffic saw breaking differences recently;
+4 ``report --fail-unless-safe`` while nobody uses the element but the report cannot yet call it
+safe to remove (not watched on every day of the window); 130 interrupted.
 No traceback reaches the terminal (``SWITCHBACK_DEBUG=1`` lets an unexpected one through).
 
 The decision functions (``expand_weights``, ``fail_if_used``) are pure: JSON in, text or
@@ -148,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ELEMENT",
         help="exit 3 while a client uses ELEMENT (id or path), 0 when none does, 2 if unknown",
     )
+    p.add_argument(
+        "--fail-unless-safe",
+        metavar="ELEMENT",
+        help="as --fail-if-used, and exit 4 until the verdict is 'safe to remove' (watched "
+        "on every day of the window)",
+    )
     p = command(sub, "diff-report", _diff_report, "what shadow traffic found: top differences")
     p.add_argument("--limit", type=_positive(int), default=20, metavar="N")
     p.add_argument(
@@ -289,9 +297,12 @@ def _simple(method: str, path: str, title: str) -> Callable[[AdminClient, Any], 
 def _report(client: AdminClient, args: argparse.Namespace) -> Outcome:
     data = client.get("/deprecations" if args.days is None else f"/deprecations?days={args.days}")
     text = format_table(data).rstrip("\n")
-    if args.fail_if_used is None:
+    if args.fail_unless_safe is not None:
+        code, verdict = fail_unless_safe(data, args.fail_unless_safe)
+    elif args.fail_if_used is not None:
+        code, verdict = fail_if_used(data, args.fail_if_used)
+    else:
         return data, text, 0
-    code, verdict = fail_if_used(data, args.fail_if_used)
     if code == 2:
         raise CliError(verdict, 2)
     return data, f"{text}\n\n{verdict}", code
@@ -340,6 +351,15 @@ def _percent(name: str, text: str) -> float:
     if not 0.0 <= value <= 100.0:  # also false for NaN
         raise CliError(f"{name}: {text!r} is not a percentage (0-100)")
     return value
+
+
+def fail_unless_safe(report: dict[str, Any], element: str) -> tuple[int, str]:
+    """``report --fail-unless-safe``: ``fail_if_used``, except that "nobody used it in the days
+    it was watched" is 4, not 0: only the report's "safe to remove" passes."""
+    code, message = fail_if_used(report, element)
+    if code == 0 and not message.endswith("(safe to remove)"):
+        return 4, message
+    return code, message
 
 
 def fail_if_used(report: dict[str, Any], element: str) -> tuple[int, str]:

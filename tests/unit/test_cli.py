@@ -10,7 +10,14 @@ import orjson
 import pytest
 
 from proxy.admin.views import describe_rollout, format_change, format_status
-from proxy.cli.commands import CliError, build_parser, expand_weights, fail_if_used, main
+from proxy.cli.commands import (
+    CliError,
+    build_parser,
+    expand_weights,
+    fail_if_used,
+    fail_unless_safe,
+    main,
+)
 from proxy.core.report import ElementInfo, UsageRow, build_report, report_to_json
 
 DAY = 86_400.0
@@ -306,6 +313,16 @@ def test_fail_if_used_does_not_wait_for_the_safe_verdict() -> None:
         0,
         "user.role: no client used it in the last 30 days (safe to remove)",
     )
+
+
+def test_fail_unless_safe_waits_for_the_safe_verdict() -> None:
+    """The stricter gate: nobody used it in the 2 days it was watched is not enough (4); the
+    report's "safe to remove" passes (0); a user still fails (3); an unknown element is 2."""
+    code, message = fail_unless_safe(report_json(used=False, watched_days=2), "user.role")
+    assert code == 4 and "unknown: observed for only 2.0 days" in message
+    assert fail_unless_safe(report_json(used=False), "user.role")[0] == 0
+    assert fail_unless_safe(report_json(used=True), "user.role")[0] == 3
+    assert fail_unless_safe(report_json(used=True), "user.name")[0] == 2
 
 
 def test_fail_if_used_unknown_element() -> None:
