@@ -178,6 +178,11 @@ async def test_an_element_nobody_touched_for_the_whole_window_is_safe_to_remove(
     assert await run_cli(*gate) == 3
     text = capsys.readouterr().out
     assert "safe to remove" in text and "in use: 1 client" in text
+    # The stricter gate passes on the verdict only: not on an element added today.
+    strict = ["report", "--admin", proxy.admin, "--fail-unless-safe"]
+    assert await run_cli(*strict, "sort-by") == 0
+    assert await run_cli(*strict, "item-role") == 4
+    assert "unknown: observed for only 0.0 days" in capsys.readouterr().out
 
 
 async def test_days_switchback_was_down_do_not_count_as_observed(
