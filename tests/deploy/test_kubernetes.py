@@ -164,6 +164,9 @@ def test_the_config_is_mounted_where_switchback_reads_it_and_can_be_updated(
     switchback = container(pod, "switchback")
     args = switchback["args"]
     assert args[args.index("--config") + 1] == f"{CONFIG_MOUNT}/config.yaml"
+    cmd = stages(REPO / "Dockerfile")[-1].last("CMD")
+    assert "command" not in switchback and cmd is not None
+    assert args == cmd.words(), "the image has no ENTRYPOINT: args are the whole command"
     (mount,) = [m for m in switchback["volumeMounts"] if m["mountPath"] == CONFIG_MOUNT]
     assert "subPath" not in mount, "a subPath mount never sees ConfigMap updates"
     (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
