@@ -273,3 +273,30 @@ def test_kustomize_renders_what_the_tests_check(tmp_path: Path, components: list
 
     kustomized = sorted(yaml.safe_load_all(result.stdout), key=key)
     assert kustomized == sorted(build(BASE, components), key=key)
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl (with its kustomize) is not installed")
+def test_the_example_overlay_renders_valid_objects_with_its_changes() -> None:
+    assert KUBECTL is not None
+    result = subprocess.run(
+        [KUBECTL, "kustomize", str(REPO / "deploy" / "example-overlay")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    objects = list(yaml.safe_load_all(result.stdout))
+    for obj in objects:
+        if obj["kind"] == "ServiceMonitor":
+            jsonschema.validate(obj, SERVICE_MONITOR)
+        else:
+            kubernetes_validate.validate(obj, VERSIONS[-1], strict=True)
+    assert {o["metadata"]["namespace"] for o in objects} == {"shop"}
+    deployment = one(objects, "Deployment")
+    assert deployment["spec"]["replicas"] == 3
+    images = {c["name"]: c["image"] for c in pod_spec(objects)["containers"]}
+    assert images == {
+        "switchback": "registry.example.com/switchback:0.1.0",
+        "blue": "registry.example.com/shop-api:1.4",
+        "green": "registry.example.com/shop-api:1.5",
+    }
