@@ -24,8 +24,6 @@ from tests.integration.prometheus_server import (
     rules_for_test,
 )
 
-pytestmark = needs_prometheus
-
 DASHBOARD = json.loads((CONFIG / "grafana-dashboard.json").read_text())
 
 # Grafana's variables, as Grafana would set them for this Prometheus: $__rate_interval is
@@ -98,6 +96,7 @@ def test_the_panels_cover_what_an_operator_watches() -> None:
     assert missing == {}
 
 
+@needs_prometheus
 async def test_every_panel_query_runs_on_what_switchback_exports(
     switchback: StartProxy,
     prometheus: StartPrometheus,  # noqa: F811 - the fixture

@@ -51,8 +51,6 @@ from tests.integration.prometheus_server import (
     shipped_rules,
 )
 
-pytestmark = needs_prometheus
-
 K = 11  # samples every series has in Prometheus before the rules are read
 EPS = 1.1 / (K - 1)
 GREEN_DELAY = 1.2  # every green answer falls in the (1.0, 2.5] bucket
@@ -168,6 +166,7 @@ async def wait_for_rules_after(prom: Prometheus, total: dict[str, float]) -> Non
     )
 
 
+@needs_prometheus
 async def test_fleet_wide_recording_rules_sum_two_replicas(
     switchback: StartProxy,
     releases: Releases,
@@ -268,6 +267,7 @@ async def every_rule_evaluates(prom: Prometheus) -> None:
     assert {name: r["health"] for name, r in loaded.items() if r["health"] != "ok"} == {}
 
 
+@needs_prometheus
 async def test_the_error_rate_alert_fires_when_the_candidate_fails(
     switchback: StartProxy,
     releases: Releases,
