@@ -1,7 +1,7 @@
 """The shipped recording and alert rules, in a real Prometheus scraping two Switchback replicas
 in front of the same blue and green releases: the fleet-wide numbers are what the test sent,
-summed (or, for last-seen times, maxed) over the replicas, and an alert fires when the
-candidate fails.
+summed (or, for last-seen times, maxed) over the replicas, and alerts fire when the candidate
+fails (the error-rate alert; the automatic-rollback alert when a rollout rolls it back).
 
 Prometheus runs a copy of ``config/prometheus-rules.yaml`` in which the groups are evaluated
 every 0.5 s (shipped: 30 s) and each alert's ``for:`` is 2 s (shipped: up to 10 min); the
@@ -314,3 +314,60 @@ def test_recording_rules_follow_the_naming_convention() -> None:
         level, metric, operations = name.split(":")
         assert level and operations and metric.startswith("switchback_"), name
         assert not metric.endswith("_total"), name
+
+
+@needs_prometheus
+async def test_an_automatic_rollback_fires_its_alert_for_the_replica_that_rolled_back(
+    switchback: StartProxy,
+    releases: Releases,
+    green_switch: SwitchableRelease,
+    prometheus: StartPrometheus,  # noqa: F811 - the fixture
+    tmp_path: Path,
+) -> None:
+    """Replica A rolls green out step by step; green fails at the first step and A rolls it
+    back by itself: SwitchbackRolledBack (no ``for:``) fires with the reason, for A alone;
+    B, which runs no rollout, has none."""
+    rollout = {
+        "traffic": {"weights": {"blue": 100, "green": 0}},
+        "rollout": {"steps": [20, 50, 100], "step_seconds": 1.0, "min_requests": 10},
+    }
+    a = await switchback(
+        {**replica_config(tmp_path, "a", green_switch.url), **rollout}, name="replica-a.yaml"
+    )
+    b = await switchback(replica_config(tmp_path, "b", green_switch.url), name="replica-b.yaml")
+    prom = await prometheus([target(a), target(b)], rules_for_test())
+
+    async def rolled_back() -> list[dict[str, Any]]:
+        answer = await prom.api("alerts")
+        return [
+            alert
+            for alert in answer["data"]["alerts"]
+            if alert["labels"]["alertname"] == "SwitchbackRolledBack"
+        ]
+
+    # Both replicas scraped, rollbacks at 0, before anything happens.
+    await prom.wait_for(
+        lambda: prom.query(
+            "count(switchback_rollbacks_total) == 6 and sum(switchback_rollbacks_total) == 0"
+        ),
+        bool,
+        "both replicas' rollback counters scraped at 0",
+    )
+    green_switch.status = 500
+    async with Load(a.url, clients=20, prefix="a"):
+        code, body = await a.admin_call("POST", "/rollout")
+        assert code == 200, body
+        firing = await prom.wait_for(
+            rolled_back,
+            lambda found: found and found[0]["state"] == "firing",
+            "SwitchbackRolledBack",
+            60,
+        )
+    assert len(firing) == 1, firing
+    labels = firing[0]["labels"]
+    assert (labels["reason"], labels["severity"], labels["instance"]) == (
+        "error_rate",
+        "ticket",
+        target(a),
+    )
+    assert firing[0]["annotations"]["summary"] == "Automatic rollback (error_rate)"
