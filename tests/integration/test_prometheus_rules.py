@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tests.integration.conftest import StartProxy
+from tests.integration.every_feature import TOUCHED, every_feature_config, touch_every_feature
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 PROMTOOL = shutil.which("promtool")
@@ -60,23 +61,36 @@ def _metric_names_in_rules() -> set[str]:
     return {re.sub(r"_(bucket|count|sum|total)$", "", name) for name in found}
 
 
+async def every_feature_exposition(switchback: StartProxy) -> str:
+    """/metrics of a Switchback with every feature configured, after traffic touching each."""
+    proxy = await switchback(every_feature_config())
+    await touch_every_feature(proxy)
+    async with aiohttp.ClientSession() as session, session.get(proxy.admin + "/metrics") as resp:
+        text = await resp.text()
+    for family in TOUCHED:
+        assert re.search(rf"^{family}(_bucket)?{{", text, re.MULTILINE), family
+    return text
+
+
+@needs_promtool
+async def test_metrics_pass_promtool_check_metrics(switchback: StartProxy) -> None:
+    """Prometheus's linter on the real exposition: names, units, suffixes, HELP and TYPE of
+    every family, those of shadow, journal, field selection and enforcement included."""
+    text = await every_feature_exposition(switchback)
+    out = subprocess.run(
+        [PROMTOOL or "promtool", "check", "metrics"],
+        input=text,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (out.returncode, out.stdout + out.stderr) == (0, "")
+
+
 async def test_rules_and_dashboard_name_only_metrics_switchback_exposes(
     switchback: StartProxy,
 ) -> None:
-    proxy = await switchback(
-        {
-            "deprecations": [
-                {
-                    "id": "user-role",
-                    "field": "user.role",
-                    "deprecated": "2026-01-01",
-                    "sunset": "2027-01-01",
-                }
-            ]
-        }
-    )
-    async with aiohttp.ClientSession() as session, session.get(proxy.admin + "/metrics") as resp:
-        text = await resp.text()
+    text = await every_feature_exposition(switchback)
     types = re.findall(r"^# TYPE (switchback_[a-z0-9_]+) ", text, re.MULTILINE)
     exposed = {re.sub(r"_total$", "", n) for n in types}
     wanted = _metric_names_in_rules()
