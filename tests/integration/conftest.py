@@ -261,14 +261,16 @@ _LISTENING = re.compile(r"listening on \S+:(\d+) \(admin \S+:(\d+)\)")
 
 class ProxyProcess:
     """``python -m proxy run --config FILE`` (what ``switchback run`` does) as a child process;
-    its ports come from its start-up log line, its stderr is kept in ``log``."""
+    its ports come from its start-up log line; its log lines (standard output) and standard
+    error are kept in ``log``, as they come."""
 
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
         self.log: list[str] = []
         self.port = 0
         self.admin_port = 0
-        self._reader: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()
+        self._reader: asyncio.Future[Any] | None = None
 
     @property
     def pid(self) -> int:
@@ -283,23 +285,23 @@ class ProxyProcess:
         return f"http://127.0.0.1:{self.admin_port}"
 
     async def wait_listening(self, timeout: float = 20.0) -> None:
-        assert self.proc.stderr is not None
-        async with asyncio.timeout(timeout):
-            while True:
-                line = (await self.proc.stderr.readline()).decode(errors="replace")
-                if not line:
-                    raise AssertionError("switchback exited:\n" + "".join(self.log))
-                self.log.append(line)
-                found = _LISTENING.search(line)
-                if found:
-                    self.port, self.admin_port = int(found[1]), int(found[2])
-                    break
-        self._reader = asyncio.create_task(self._keep_reading())
+        streams = [s for s in (self.proc.stdout, self.proc.stderr) if s is not None]
+        self._reader = asyncio.gather(*(self._read(s) for s in streams))
+        listening = asyncio.ensure_future(self._listening.wait())
+        await asyncio.wait(
+            {listening, self._reader}, timeout=timeout, return_when="FIRST_COMPLETED"
+        )
+        if not listening.done():
+            listening.cancel()
+            raise AssertionError("switchback exited or is not listening:\n" + "".join(self.log))
 
-    async def _keep_reading(self) -> None:
-        assert self.proc.stderr is not None
-        while line := await self.proc.stderr.readline():
-            self.log.append(line.decode(errors="replace"))
+    async def _read(self, stream: asyncio.StreamReader) -> None:
+        while line := await stream.readline():
+            text = line.decode(errors="replace")
+            self.log.append(text)
+            if not self.port and (found := _LISTENING.search(text)):
+                self.port, self.admin_port = int(found[1]), int(found[2])
+                self._listening.set()
 
     def peak_rss(self) -> int:
         """The process's peak resident set size so far (VmHWM), in bytes."""
