@@ -43,10 +43,14 @@ def quote(value: str) -> str:
     return orjson.dumps(value).decode()
 
 
+_second: list[Any] = [-1, ""]  # the last whole second formatted, and its text (one writer)
+
+
 def _iso(t: float) -> str:
     whole = int(t)
-    millis = int((t - whole) * 1000)
-    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(whole))}.{millis:03d}Z"
+    if whole != _second[0]:
+        _second[0], _second[1] = whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+    return f"{_second[1]}.{int((t - whole) * 1000):03d}Z"
 
 
 def deprecated_ids(found: Any) -> list[str]:
@@ -70,7 +74,7 @@ def _access_fields(r: Record) -> dict[str, Any]:
         "duration_ms": round(r[8] * 1000.0, 3),
         "bytes_in": r[9],
         "bytes_out": r[10],
-        "deprecated": deprecated_ids(r[11]),
+        "deprecated": deprecated_ids(r[11]) if r[11] is not None else [],
         "outcome": r[12],
     }
 
@@ -115,8 +119,13 @@ def json_line(r: Record) -> bytes:
 # -- logfmt -------------------------------------------------------------------------------------
 def logfmt_line(r: Record) -> bytes:
     if r[0] == ACCESS:
-        head = f"time={_iso(r[1])} type=access "
-        return (head + _pairs(_access_fields(r).items()) + "\n").encode()
+        deprecated = ",".join(deprecated_ids(r[11])) if r[11] is not None else ""
+        return (
+            f"time={_iso(r[1])} type=access peer={quote(r[2])} client={quote(r[3])} "
+            f"release={quote(r[4])} method={r[5]} target={quote(safe_target(r[6]))} "
+            f"status={r[7]} duration_ms={round(r[8] * 1000.0, 3)} bytes_in={r[9]} "
+            f"bytes_out={r[10]} deprecated={quote(deprecated)} outcome={r[12]}\n"
+        ).encode()
     _, t, level, logger, msg, event, fields, exc = r
     pairs: list[tuple[str, Any]] = [
         ("time", _iso(t)),
@@ -140,7 +149,7 @@ def text_line(r: Record) -> bytes:
         deprecated = f" deprecated={','.join(f['deprecated'])}" if f["deprecated"] else ""
         line = (
             f"{_iso(r[1])} access {quote(f['peer'])} {quote(f['client'])} {f['release'] or '-'} "
-            f"{f['method']} {f['target']} {f['status']} {f['duration_ms']:g}ms "
+            f"{f['method']} {f['target']} {f['status']} {f['duration_ms']}ms "
             f"in={f['bytes_in']} out={f['bytes_out']}{deprecated} {f['outcome']}\n"
         )
         return line.encode()
