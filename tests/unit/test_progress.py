@@ -54,10 +54,7 @@ def test_quiet_in_ci_and_when_not_a_terminal(terminal: tuple[io.TextIOWrapper, i
 
 
 def test_durations_and_the_replay_line() -> None:
-    assert [duration(s) for s in (8, 75, 4000, -3)] == ["8s", "1m 15s", "1h 06m", "0s"][:2] + [
-        "1h 6m",
-        "0s",
-    ]
+    assert [duration(s) for s in (8, 75, 4000, -3)] == ["8s", "1m 15s", "1h 6m", "0s"]
     assert replay_status(0, 5000, 1.0) == "replaying: 0 of 5000 entries (0%)"
     assert replay_status(1000, 5000, 10.0) == (
         "replaying: 1000 of 5000 entries (20%), about 40s left"
