@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
 
 from proxy.errors import ConfigError
 from proxy.logs.handler import SinkHandler
@@ -53,7 +53,7 @@ class LogOutput:
             sink.put(record)
 
     @property
-    def put(self) -> Any:
+    def put(self) -> Callable[[Record], None]:
         """The sink's own ``put`` (what the access step calls: no indirection)."""
         return self.sink.put if self.sink is not None else self._put
 

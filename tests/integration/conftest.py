@@ -134,11 +134,15 @@ StartProxy = Callable[..., Awaitable[Proxy]]
 
 @pytest.fixture
 async def switchback(releases: Releases, tmp_path: Path) -> AsyncIterator[StartProxy]:
-    """``await switchback(extra_config_dict)`` starts Switchback in this process."""
+    """``await switchback(extra_config_dict)`` starts Switchback in this process (its log in
+    ``<name>.log`` beside the config unless ``extra`` says otherwise)."""
     started: list[Runtime] = []
 
     async def start(extra: dict[str, Any] | None = None, name: str = "switchback.yaml") -> Proxy:
-        path = write_switchback_config(tmp_path / name, releases, extra)
+        # The log in a file next to the config (a test that reads it says where): the writer
+        # thread may write after pytest stopped capturing this test's standard output.
+        logs = {"logging": {"file": str(tmp_path / f"{name}.log")}}
+        path = write_switchback_config(tmp_path / name, releases, merge(logs, extra or {}))
         runtime = Runtime(load_config(path))
         await runtime.start()
         started.append(runtime)
