@@ -183,6 +183,10 @@ async def test_traffic_changes_rollouts_and_rollbacks_are_events(
     assert rollback["state"] == "rolled_back"
     assert rollback["reason"] == "bad\nrelease"
     assert rollback["weight"] == 0.0
+    assert (await proxy.admin_call("PUT", "/traffic", {"weights": {"green": 10}}))[0] == 200
+    assert (await proxy.admin_call("POST", "/promote"))[0] == 200
+    (promotion,) = await records(log, "json", event("promotion"))
+    assert (promotion["state"], promotion["candidate"]) == ("promoted", "blue")  # roles swapped
     assert all(_json(line) for line in lines_of(log))  # the newline did not split a line
 
 
