@@ -49,6 +49,9 @@ from configs import CLIENT_HEADER
 from processes import Processes, StartError
 from targets import Target
 
+from proxy.cli.progress import Progress
+from proxy.cli.progress import duration as time_left
+
 RESULTS = Path(__file__).resolve().parent / "results"
 INSTALL_HINT = "install with: sudo apt-get install wrk nginx-light"
 WIDE_FRONTS = (headline.NGINX, headline.PLAIN)  # the fronts of the wide-connection runs
@@ -125,9 +128,11 @@ def measure(args: argparse.Namespace, fronts: list[Target]) -> list[dict[str, An
     upstream = fronts[0]
     planned = planned_seconds(args, fronts)
     print(f"\nwarming up, then {args.rounds} rounds: about {planned / 60:.0f} min", flush=True)
+    status = Status(planned)
     for size in args.sizes:
         for conns, _, group in loads(args, fronts):
             for target in group:
+                status.show(f"warming up {target.name} {size} c{conns}")
                 url = target.base_url + SIZES[size][0]
                 wrk.run(url, conns, args.warmup, CLIENT_HEADER, target.wrk_args)
     runs: list[dict[str, Any]] = []
@@ -135,12 +140,28 @@ def measure(args: argparse.Namespace, fronts: list[Target]) -> list[dict[str, An
         for size in args.sizes:
             for conns, duration, group in loads(args, fronts):
                 for target in group:
+                    status.show(f"round {rnd}/{args.rounds} {target.name} {size} c{conns}")
                     row = meter.run(target, upstream, SIZES[size][0], conns, duration)
                     row = {"round": rnd, "target": target.name, "size": size, **row}
                     row["load_average"] = os.getloadavg()[0]  # noise from other work
                     runs.append(row)
+                    status.progress.clear()
                     print_run(row)
+    status.progress.clear()
     return runs
+
+
+class Status:
+    """What runs now and about how long is left, on a terminal's stderr (quiet in CI)."""
+
+    def __init__(self, planned: float) -> None:
+        self.progress = Progress()
+        self.began = time.monotonic()
+        self.planned = planned
+
+    def show(self, what: str) -> None:
+        left = self.planned - (time.monotonic() - self.began)
+        self.progress.show(f"bench: {what}; about {time_left(left)} left", force=True)
 
 
 def print_run(row: dict[str, Any]) -> None:

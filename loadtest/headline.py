@@ -21,6 +21,7 @@ from typing import Any
 import report
 
 NGINX, PLAIN, RULES = "nginx", "switchback", "switchback+rules"
+LOGGED = "switchback+plain-logged"
 RSS_LIMIT_KB = 80e6 / 1024  # 80 MB
 
 
@@ -66,6 +67,7 @@ GOALS = (
     Goal("no rules vs nginx (nginx ÷ plain)", NGINX, PLAIN, "1KB", "busy", 0.6),
     Goal("no rules vs nginx (nginx ÷ plain)", NGINX, PLAIN, "1KB", "wide", 0.5),
     Goal("no rules vs nginx (nginx ÷ plain)", NGINX, PLAIN, "100KB", "busy", 0.85),
+    Goal("access log, JSON to a file (plain ÷ plain-logged)", PLAIN, LOGGED, "1KB", "busy", 0.9),
 )
 
 

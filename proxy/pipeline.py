@@ -98,6 +98,8 @@ class Exchange:
         "response_skipped",
         "failover_from",
         "outcome",
+        "bytes_in",
+        "bytes_out",
         "slots",
     )
 
@@ -128,6 +130,8 @@ class Exchange:
         # "client_closed", "answered" (a step's Reply), "bad_request" (malformed: 400),
         # "internal_error" (a step failed: 500), "rejected" (a limit, a timeout, overload)
         self.outcome = "ok"
+        self.bytes_in = 0  # request body bytes received (payload, without chunk framing)
+        self.bytes_out = 0  # response bytes written to the client, head and framing included
         self.slots: dict[Slot[Any], Any] | None = None
 
     @property

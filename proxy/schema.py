@@ -184,6 +184,16 @@ class JournalConfig(_Frozen, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     flush_seconds: float = 0.2  # batch interval (at most 1 s: an entry is on disk by then)
 
 
+class LoggingConfig(_Frozen, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Log lines and the access log (``proxy.logs``): one line per event and per request."""
+
+    format: str = "text"  # "text" (a terminal), "json" or "logfmt"
+    level: str = "info"  # debug, info, warning, error (SWITCHBACK_LOG_LEVEL wins when set)
+    access: bool = True  # one line per request
+    file: str | None = None  # appended to; None: standard output
+    buffer: int = 10_000  # lines waiting for the writer; beyond it, dropped and counted
+
+
 class Config(_Frozen, frozen=True, kw_only=True):
     listen: str = "127.0.0.1:8080"
     admin: AdminConfig = msgspec.field(default_factory=AdminConfig)
@@ -200,5 +210,6 @@ class Config(_Frozen, frozen=True, kw_only=True):
     shadow: ShadowConfig | None = None
     fields: FieldsConfig = msgspec.field(default_factory=FieldsConfig)
     journal: JournalConfig = msgspec.field(default_factory=JournalConfig)
+    logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
     # Where the config came from (set by the loader, not read from YAML).
     source: str = "<memory>"

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from proxy.deprecation.fields import FieldsMetrics
 from proxy.deprecation.metrics import DeprecationMetrics
 from proxy.journal.metrics import JournalMetrics
+from proxy.logs.metrics import LogMetrics
 from proxy.metric_tables import CounterTable
 from proxy.shadow.metrics import ShadowMetrics
 from proxy.traffic.metrics import TrafficMetrics
@@ -110,3 +111,4 @@ class Metrics:
         self.shadow = ShadowMetrics(self.registry)
         self.fields = FieldsMetrics(self.registry)
         self.journal = JournalMetrics(self.registry)
+        self.logs = LogMetrics(self.registry)

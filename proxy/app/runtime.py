@@ -31,7 +31,7 @@ from proxy.core.shadowreport import field_usage, require_clean
 from proxy.core.window import Windows
 from proxy.deprecation.enforce import EnforceStep, enforces
 from proxy.deprecation.fields import fields_step
-from proxy.deprecation.step import DeprecationStep
+from proxy.deprecation.step import FOUND, DeprecationStep
 from proxy.deprecation.telemetry import Telemetry
 from proxy.errors import ConfigError, InvalidInput, RolloutError
 from proxy.http.listener import Listener
@@ -44,6 +44,8 @@ from proxy.journal.journal import Journal, JournalHooks
 from proxy.journal.replay import replay
 from proxy.journal.step import JournalStep
 from proxy.journal.views import stored_to_json
+from proxy.logs.access import AccessLog
+from proxy.logs.output import LogOutput
 from proxy.pipeline import Pipeline, Step
 from proxy.schema import Config
 from proxy.shadow.sender import Shadower
@@ -70,6 +72,7 @@ class Runtime:
             config, self.metrics.traffic, self.windows, self.loop.time, self._rolled_back
         )
         self.journal = self._make_journal(config)
+        self.logs = LogOutput(self.metrics.logs)  # opened by start()
         self.telemetry = Telemetry(config, self.metrics.deprecation)
         self.settings = listener_settings(config)
         self.upstream = Pools({}, self.spawn)
@@ -101,6 +104,7 @@ class Runtime:
 
     def rejected(self, reason: str) -> None:
         self.metrics.data_plane.rejected.inc((reason,))
+        self.logs.refused(reason)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = self.loop.create_task(coro)
@@ -123,6 +127,7 @@ class Runtime:
             EnforceStep(self.telemetry) if enforces(self.config) else None,
             self._journal_step(),
             RecordExchange(self.metrics.traffic, self.windows, self.loop),
+            AccessLog(self.logs.put, self.loop.time, FOUND) if self.config.logging.access else None,
         ]
         return Pipeline([step for step in steps if step is not None])
 
@@ -174,6 +179,7 @@ class Runtime:
 
     async def start(self) -> None:
         cfg = self.config
+        self.logs.open(cfg.logging)
         self.api_key_secret = self._resolve_api_key_secret(cfg)
         self.control.restore()
         self.upstream = Pools({name: self._make_pool(name) for name in cfg.releases}, self.spawn)
@@ -233,12 +239,13 @@ class Runtime:
         await self.journal.close()
         if self.admin_runner is not None:
             await self.admin_runner.cleanup()
+        self.logs.stop()
 
     async def _ticker(self) -> None:
         while True:
             await asyncio.sleep(0.5)
             # The rollout's judgement, then the save a full disk refused (once it takes it).
-            for job in (self.control.tick, self.control.retry_persist):
+            for job in (self.control.tick, self.control.retry_persist, self.logs.tick):
                 try:
                     job()
                 except Exception:  # a bug in one must not stop the loop
@@ -261,10 +268,14 @@ class Runtime:
                 self._apply(new)
             except ConfigError as exc:
                 self.metrics.reloads.reload_failures.inc()
-                log.error("config reload refused, keeping the old config: %s", exc)
+                fields = {"accepted": False, "error": str(exc)}
+                log.error("config reload refused, keeping the old config: %s", exc,
+                          extra={"event": "reload", "fields": fields})  # fmt: skip
                 raise
             self.metrics.reloads.reloads.inc()
-            log.info("config reloaded from %s", new.source)
+            fields = {"accepted": True, "file": new.source}
+            log.info("config reloaded from %s", new.source,
+                     extra={"event": "reload", "fields": fields})  # fmt: skip
             return {"reloaded": new.source, **self.control.summary()}
 
     def _apply(self, new: Config) -> None:
@@ -293,11 +304,14 @@ class Runtime:
         if problems:
             raise ConfigError("\n".join(problems))
         secret = self._resolve_api_key_secret(new)
+        pending_log = self.logs.prepare(new.logging)  # a logging.file that cannot open: refused
         try:
             self.control.reconfigure(new)
         except RolloutError as exc:
+            self.logs.discard(pending_log)
             raise ConfigError(str(exc)) from None
         self.config = new
+        self.logs.apply(new.logging, pending_log)
         for name in new.releases:
             pool = self.pools[name]
             if new.releases[name].url != old.releases[name].url:

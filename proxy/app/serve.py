@@ -66,18 +66,22 @@ async def serve(
 
     loop = asyncio.get_running_loop()
     runtime = Runtime(config)
+    runtime.logs.take_over()  # once open, every line has the configured format
     try:
         await runtime.start()
     except StateError as exc:  # raised before anything listens or runs
         print(f"switchback: {refusal(exc, config.source)}", file=sys.stderr)
+        runtime.logs.close()
         return 1
     except OSError as exc:
         print(f"switchback: cannot start: {exc.strerror or exc}", file=sys.stderr)
         await runtime.stop()
+        runtime.logs.close()
         return 1
     except ConfigError as exc:  # e.g. a state_dir where the API-key secret cannot be kept
         print(f"switchback: cannot start: {exc}", file=sys.stderr)
         await runtime.stop()
+        runtime.logs.close()
         return 2
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -100,6 +104,7 @@ async def serve(
     log.info("stopping: draining in-flight requests (up to %g s)", config.server.drain_timeout)
     await runtime.stop()
     log.info("stopped")
+    runtime.logs.close()
     return 0
 
 

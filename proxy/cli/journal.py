@@ -12,12 +12,14 @@ import datetime as dt
 import os
 import re
 import sqlite3
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-from proxy.admin.client import AdminClient
+from proxy.admin.client import AdminClient, AdminError
+from proxy.cli.progress import Progress, duration
 from proxy.errors import JournalError
 from proxy.journal import store
 from proxy.journal.entry import parse_header
@@ -128,6 +130,50 @@ def _replay(client: AdminClient, args: argparse.Namespace) -> Outcome:
         "again": args.again,
         "headers": args.header,
     }
+    progress = Progress()
+    watcher = None
+    if progress.enabled:  # a terminal: show how far the replay is, from GET /status
+        watcher = _Watcher(AdminClient(client.base_url, client.token, client.timeout), progress)
+        watcher.start()
     client.timeout = max(client.timeout, args.wait)  # one call for every entry
-    data = client.send("POST", "/journal/replay", body)
+    try:
+        data = client.send("POST", "/journal/replay", body)
+    finally:
+        if watcher is not None:
+            watcher.stop()
     return data, format_replay(data), 1 if data.get("failed") else 0
+
+
+class _Watcher(threading.Thread):
+    """Polls the journal's ``replaying`` (in GET /status) while the replay call runs."""
+
+    def __init__(self, client: AdminClient, progress: Progress) -> None:
+        super().__init__(name="replay-progress", daemon=True)
+        self.client = client
+        self.progress = progress
+        self.done = threading.Event()
+        self.began = time.monotonic()
+
+    def run(self) -> None:
+        while not self.done.wait(0.5):
+            try:
+                state = self.client.get("/status").get("journal", {}).get("replaying")
+            except AdminError:
+                continue  # progress is a nicety: the replay's own answer says what happened
+            if state:
+                self.progress.show(replay_status(state["done"], state["of"], self.elapsed()))
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.began
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join(2.0)
+        self.progress.clear()
+
+
+def replay_status(done: int, of: int, elapsed: float) -> str:
+    """``replaying: 120 of 5000 entries (2%), about 3m 20s left``."""
+    share = done / of if of else 1.0
+    left = f", about {duration(elapsed / share - elapsed)} left" if done else ""
+    return f"replaying: {done} of {of} entries ({share:.0%}){left}"

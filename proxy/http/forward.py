@@ -184,6 +184,7 @@ class Forward(RequestBody):
     def request_chunk(self, data: bytes) -> None:
         if self.finished:
             return
+        self.ex.bytes_in += len(data)
         if not self.ex.started:  # queued: kept for ``begin``
             self.early.append(data)
             return
@@ -381,7 +382,7 @@ class Forward(RequestBody):
         self.ex.status = action.status
         self.head_sent = True
         self.stash = None
-        self.client.write(
+        self._write(  # counted in bytes_out
             http1.error_response(action.status, action.code, exc.release, exc.reason, close=close)
         )
 
@@ -402,7 +403,7 @@ class Forward(RequestBody):
             self.stash = None
             self.head_sent = True
             self.ex.status = refusal.status
-            self.client.write(http1.refusal_response(refusal))
+            self._write(http1.refusal_response(refusal))
         self._finish(_OUTCOMES.get(refusal.status, "rejected"))
 
     def _drop_upstream(self) -> None:

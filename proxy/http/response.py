@@ -115,6 +115,7 @@ class ResponseSide:
         if stash is not None:
             self.stash = None
             data = stash + data
+        self.ex.bytes_out += len(data)
         self.client.write(data)
 
     def up_body(self, data: bytes) -> None:

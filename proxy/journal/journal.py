@@ -80,6 +80,7 @@ class Journal:
         self.episode_counts: collections.Counter[str] = collections.Counter()
         self._episode_ended = False  # end_episode was called in this run
         self.replay_lock = asyncio.Lock()  # one replay at a time (proxy.journal.replay)
+        self.replaying: tuple[int, int] | None = None  # (entries done, of) while a replay runs
 
     # -- opening ---------------------------------------------------------------------------
     def open(self) -> None:
@@ -286,4 +287,5 @@ class Journal:
             "error": self.error,
             "queued": len(self.queue),
             "dropped": self.dropped,
+            "replaying": None if (r := self.replaying) is None else {"done": r[0], "of": r[1]},
         }

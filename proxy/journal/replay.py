@@ -134,27 +134,31 @@ async def replay(
         rows = await journal.read(since=since, not_release=to)
         results = []
         stopped: str | None = None
-        for row in rows:
-            result = describe(row.entry)
-            results.append(result)
-            why = _why_not(row, again, stopped)
-            if why is not None:
-                result.update(why)
-                continue
-            if dry_run:
-                result["would_send"] = True
-                continue
-            data = replay_request(row.entry, headers, trust_forwarded)
-            answer = await send(upstream, to, data, row.entry.method, timeout)
-            if answer.unavailable:
-                stopped = f"not attempted: #{row.entry.id} could not be sent"
-                result["not_sent"] = answer.error
-                continue
-            await journal.mark(row.entry.id, to, answer.status, answer.error)
-            if answer.status is not None:
-                result["status"] = answer.status
-            if answer.error is not None:
-                result["error"] = answer.error
+        try:
+            for done, row in enumerate(rows):
+                journal.replaying = (done, len(rows))  # what GET /status shows
+                result = describe(row.entry)
+                results.append(result)
+                why = _why_not(row, again, stopped)
+                if why is not None:
+                    result.update(why)
+                    continue
+                if dry_run:
+                    result["would_send"] = True
+                    continue
+                data = replay_request(row.entry, headers, trust_forwarded)
+                answer = await send(upstream, to, data, row.entry.method, timeout)
+                if answer.unavailable:
+                    stopped = f"not attempted: #{row.entry.id} could not be sent"
+                    result["not_sent"] = answer.error
+                    continue
+                await journal.mark(row.entry.id, to, answer.status, answer.error)
+                if answer.status is not None:
+                    result["status"] = answer.status
+                if answer.error is not None:
+                    result["error"] = answer.error
+        finally:
+            journal.replaying = None
     return {"to": to, "dry_run": dry_run, "since": since, "results": results, **_totals(results)}
 
 

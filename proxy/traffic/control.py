@@ -155,7 +155,7 @@ class TrafficControl:
         if self.rollout.state == RAMPING:
             raise RolloutError("a rollout is ramping: pause it or roll back before setting weights")
         self._swap(self.traffic.with_weights(clean))
-        log.info("weights set to %s", _fmt_weights(clean))
+        log.info("weights set to %s", _fmt_weights(clean), extra=_event("weights", clean))
         return self.summary()
 
     def rollback(self, reason: str = "manual") -> dict[str, Any]:
@@ -223,7 +223,7 @@ class TrafficControl:
             w = float(tr.candidate_weight)
             traffic = traffic.with_weights({traffic.candidate: w, traffic.stable: 100.0 - w})
         if tr.log:
-            log.info("rollout: %s", tr.log)
+            log.info("rollout: %s", tr.log, extra=_transition_event(tr, traffic))
         if tr.rolled_back:
             # Out of production for every client: pins and the override header included.
             traffic = msgspec.structs.replace(traffic, out_of_service=traffic.candidate)
@@ -358,6 +358,24 @@ def _in_service(traffic: TrafficState, out: str | None) -> TrafficState:
     if out == traffic.out_of_service:
         return traffic
     return msgspec.structs.replace(traffic, out_of_service=out)
+
+
+def _event(name: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``extra=`` of a structured log event (``proxy.logs`` formats it)."""
+    return {"event": name, "fields": dict(fields)}
+
+
+def _transition_event(tr: Transition, traffic: TrafficState) -> dict[str, Any]:
+    name = "rollback" if tr.rolled_back else "promotion" if tr.promote else "rollout_step"
+    fields = {
+        "state": tr.rollout.state,
+        "step": tr.rollout.step_index + 1,
+        "candidate": traffic.candidate,
+        "weight": traffic.weights.get(traffic.candidate, 0.0),
+        "breach": tr.breach.value if tr.breach is not None else None,
+        "reason": tr.reason,
+    }
+    return _event(name, fields)
 
 
 def _fmt_weights(weights: Mapping[str, float]) -> str:

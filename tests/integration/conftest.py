@@ -134,11 +134,15 @@ StartProxy = Callable[..., Awaitable[Proxy]]
 
 @pytest.fixture
 async def switchback(releases: Releases, tmp_path: Path) -> AsyncIterator[StartProxy]:
-    """``await switchback(extra_config_dict)`` starts Switchback in this process."""
+    """``await switchback(extra_config_dict)`` starts Switchback in this process (its log in
+    ``<name>.log`` beside the config unless ``extra`` says otherwise)."""
     started: list[Runtime] = []
 
     async def start(extra: dict[str, Any] | None = None, name: str = "switchback.yaml") -> Proxy:
-        path = write_switchback_config(tmp_path / name, releases, extra)
+        # The log in a file next to the config (a test that reads it says where): the writer
+        # thread may write after pytest stopped capturing this test's standard output.
+        logs = {"logging": {"file": str(tmp_path / f"{name}.log")}}
+        path = write_switchback_config(tmp_path / name, releases, merge(logs, extra or {}))
         runtime = Runtime(load_config(path))
         await runtime.start()
         started.append(runtime)
@@ -261,14 +265,16 @@ _LISTENING = re.compile(r"listening on \S+:(\d+) \(admin \S+:(\d+)\)")
 
 class ProxyProcess:
     """``python -m proxy run --config FILE`` (what ``switchback run`` does) as a child process;
-    its ports come from its start-up log line, its stderr is kept in ``log``."""
+    its ports come from its start-up log line; its log lines (standard output) and standard
+    error are kept in ``log``, as they come."""
 
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
         self.log: list[str] = []
         self.port = 0
         self.admin_port = 0
-        self._reader: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()
+        self._reader: asyncio.Future[Any] | None = None
 
     @property
     def pid(self) -> int:
@@ -283,23 +289,23 @@ class ProxyProcess:
         return f"http://127.0.0.1:{self.admin_port}"
 
     async def wait_listening(self, timeout: float = 20.0) -> None:
-        assert self.proc.stderr is not None
-        async with asyncio.timeout(timeout):
-            while True:
-                line = (await self.proc.stderr.readline()).decode(errors="replace")
-                if not line:
-                    raise AssertionError("switchback exited:\n" + "".join(self.log))
-                self.log.append(line)
-                found = _LISTENING.search(line)
-                if found:
-                    self.port, self.admin_port = int(found[1]), int(found[2])
-                    break
-        self._reader = asyncio.create_task(self._keep_reading())
+        streams = [s for s in (self.proc.stdout, self.proc.stderr) if s is not None]
+        self._reader = asyncio.gather(*(self._read(s) for s in streams))
+        listening = asyncio.ensure_future(self._listening.wait())
+        await asyncio.wait(
+            {listening, self._reader}, timeout=timeout, return_when="FIRST_COMPLETED"
+        )
+        if not listening.done():
+            listening.cancel()
+            raise AssertionError("switchback exited or is not listening:\n" + "".join(self.log))
 
-    async def _keep_reading(self) -> None:
-        assert self.proc.stderr is not None
-        while line := await self.proc.stderr.readline():
-            self.log.append(line.decode(errors="replace"))
+    async def _read(self, stream: asyncio.StreamReader) -> None:
+        while line := await stream.readline():
+            text = line.decode(errors="replace")
+            self.log.append(text)
+            if not self.port and (found := _LISTENING.search(text)):
+                self.port, self.admin_port = int(found[1]), int(found[2])
+                self._listening.set()
 
     def peak_rss(self) -> int:
         """The process's peak resident set size so far (VmHWM), in bytes."""

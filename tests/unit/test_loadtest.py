@@ -167,3 +167,26 @@ def test_the_fields_variant_prunes_every_body_to_its_list(size: str, tmp_path: P
         assert set(doc) == {"user", "items"} and set(doc["user"]) == {"id", "name", "role"}
         assert [set(item) for item in doc["items"]] == [{"id"}] * items
         assert find(doc, parse_path("user.role")) == 1  # the deprecated field still counted
+
+
+@pytest.mark.parametrize("variant", list(configs.VARIANTS))
+def test_only_the_logged_variant_writes_an_access_log(variant: str, tmp_path: Path) -> None:
+    text = configs.switchback_conf(tmp_path, variant, 8080, 9901, {"blue": 1, "green": 2})
+    logs = parse_config(text, f"{variant}.yaml", {}).logging
+    if variant in configs.LOGGED_VARIANTS:
+        assert (logs.access, logs.format) == (True, "json")
+        assert logs.file == str(tmp_path / f"access-{variant}.log")
+    else:
+        assert not logs.access  # the figures stay comparable with runs before the access log
+
+
+def test_the_access_log_goal_compares_plain_with_plain_logged() -> None:
+    (goal,) = [g for g in headline.GOALS if g.den == headline.LOGGED]
+    assert (goal.num, goal.size, goal.at_least) == (headline.PLAIN, "1KB", 0.9)
+    assert targets_name("plain-logged") == headline.LOGGED
+
+
+def targets_name(variant: str) -> str:
+    import targets  # noqa: E402 - after the sys.path insertion above
+
+    return str(targets.switchback_name(variant))
