@@ -33,7 +33,7 @@ from proxy.http.failures import Abort, Answer, Facts, FailOver, Failure, Retry, 
 from proxy.http.request_body import RequestBody
 from proxy.http.response import FAILED
 from proxy.http.upstream import Call, Fields
-from proxy.pipeline import Exchange, Reply
+from proxy.pipeline import Exchange
 
 log = logging.getLogger("switchback.forward")
 
@@ -49,7 +49,6 @@ class Forward(RequestBody):
         "ex",
         "call",
         "early",
-        "request_done",
         "req_chunked",
         "req_trailers",
         "replay",
@@ -212,31 +211,6 @@ class Forward(RequestBody):
                 self.tail_sent = True
                 self._send(http1.last_chunk(trailers))
             self._arm_timer()
-
-    def _answer(self, reply: Reply) -> None:
-        """A step answered the request itself: the app is not called."""
-        ex = self.ex
-        ex.status = reply.status
-        ex.response_headers = [*reply.headers, (b"Content-Length", b"%d" % len(reply.body))]
-        if not self.request_done and self._bodiless():
-            # A request hook answers at the end of the head; with no body to follow, nothing
-            # is left unread and the connection serves the next request.
-            self.request_done = True
-        if not self.request_done:
-            self.keep_alive = False  # the rest of the body is not read: the connection ends
-        if not self._send_head(b"", served_by=False):
-            return
-        self._write(b"" if self.is_head else reply.body)
-        self._finish("answered")
-
-    def _bodiless(self) -> bool:
-        """Whether the request's framing says no body follows its head (RFC 9112 §6.3: no
-        Transfer-Encoding and no Content-Length, or a length of 0)."""
-        ex = self.ex
-        if self.upgrade_token is not None or ex.header(b"transfer-encoding") is not None:
-            return False
-        length = ex.header(b"content-length")
-        return length is None or length.strip() == b"0"
 
     def _arm_timer(self) -> None:
         # Checked by the listener's sweep (a timer per request costs more than the check).

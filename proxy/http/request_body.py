@@ -1,4 +1,5 @@
-"""The request body as steps see it: copied as it streams, or held until it is complete.
+"""The request body as steps see it: copied as it streams, or held until it is complete; and
+the answer a step gives instead of the app (``_answer``).
 
 Half of ``proxy.http.forward.Forward``, which provides the attributes and the methods declared
 here. A step that sets ``want_request_body`` gets a copy of the complete body (the stream to
@@ -18,16 +19,43 @@ from proxy.pipeline import Reply
 class RequestBody(ResponseSide):
     """The request body's half of ``Forward`` (the response side is the other)."""
 
-    __slots__ = ("copy", "copy_size", "holding")
+    __slots__ = ("copy", "copy_size", "holding", "request_done")
 
     copy: list[bytes] | None  # the body, for the steps that want it
     copy_size: int
     holding: bool  # a step holds the body: nothing is sent until it is complete
     early: list[bytes]
     request_done: bool
+    is_head: bool
+    upgrade_token: bytes | None
+
+    def _finish(self, outcome: str) -> None:
+        raise NotImplementedError
 
     def _answer(self, reply: Reply) -> None:
-        raise NotImplementedError
+        """A step answered the request itself: the app is not called."""
+        ex = self.ex
+        ex.status = reply.status
+        ex.response_headers = [*reply.headers, (b"Content-Length", b"%d" % len(reply.body))]
+        if not self.request_done and self._bodiless():
+            # A request hook answers at the end of the head; with no body to follow, nothing
+            # is left unread and the connection serves the next request.
+            self.request_done = True
+        if not self.request_done:
+            self.keep_alive = False  # the rest of the body is not read: the connection ends
+        if not self._send_head(b"", served_by=False):
+            return
+        self._write(b"" if self.is_head else reply.body)
+        self._finish("answered")
+
+    def _bodiless(self) -> bool:
+        """Whether the request's framing says no body follows its head (RFC 9112 §6.3: no
+        Transfer-Encoding and no Content-Length, or a length of 0)."""
+        ex = self.ex
+        if self.upgrade_token is not None or ex.header(b"transfer-encoding") is not None:
+            return False
+        length = ex.header(b"content-length")
+        return length is None or length.strip() == b"0"
 
     def _start_sending(self) -> None:
         raise NotImplementedError
