@@ -2,10 +2,13 @@
 
 Who may do what (``Authorization: Bearer <token>``, tokens compared in constant time):
 
-    GET /healthz, /readyz                  always open (liveness and readiness probes)
+    GET /healthz, /readyz, /openapi.json   always open (probes; the API's own description)
+    GET /, /login, POST /login, /logout    the status page: the same read rule, with a login
+                                           form and a session cookie (proxy.admin.page_routes)
     GET /status, /metrics, /deprecations,  open while admin.listen is loopback and no
         /shadow (the diff report),         admin.read_token is set; otherwise admin.token or
-        /journal                           admin.read_token (these reads name clients)
+        /journal, /status/history,         admin.read_token (these reads name clients)
+        /events
     every other method                     admin.token; the read token never allows a change
 
 With no token configured, writes are accepted only from loopback peers (the config loader
@@ -44,6 +47,8 @@ import orjson
 import prometheus_client
 from aiohttp import web
 
+from proxy.admin.openapi_doc import openapi_document
+from proxy.admin.page_routes import PAGE_PATHS, StatusPage
 from proxy.config.checks import admin_reads_need_token, is_loopback, is_set
 from proxy.errors import AccessDenied, InvalidInput, SwitchbackError, Unauthorized
 from proxy.schema import AdminConfig, Config
@@ -59,6 +64,10 @@ class AdminRuntime(Protocol):
     registry: prometheus_client.CollectorRegistry
 
     def status(self) -> dict[str, Any]: ...
+
+    def status_history(self) -> dict[str, Any]: ...  # window snapshots, oldest first
+
+    def recent_events(self) -> dict[str, Any]: ...  # rollbacks, refused reloads, refusals
 
     def set_weights(self, weights: dict[str, float]) -> dict[str, Any]: ...  # InvalidInput
 
@@ -90,7 +99,8 @@ class AdminRuntime(Protocol):
 RUNTIME = web.AppKey[AdminRuntime]("runtime")
 
 _OPEN_METHODS = frozenset({"GET", "HEAD"})
-_PROBES = frozenset({"/healthz", "/readyz"})  # open to every peer, whatever the config
+# Open to every peer, whatever the config: the probes, and the API's description.
+_PROBES = frozenset({"/healthz", "/readyz", "/openapi.json"})
 DEFAULT_ROLLBACK_REASON = "manual rollback via the admin API"
 
 
@@ -100,6 +110,9 @@ def make_admin_app(runtime: AdminRuntime) -> web.Application:
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/status", _status)
+    app.router.add_get("/status/history", _status_history)
+    app.router.add_get("/events", _events)
+    app.router.add_get("/openapi.json", _openapi)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/deprecations", _deprecations)
     app.router.add_get("/shadow", _shadow)
@@ -112,6 +125,7 @@ def make_admin_app(runtime: AdminRuntime) -> web.Application:
     app.router.add_post("/reload", _reload)
     app.router.add_get("/journal", _journal)
     app.router.add_post("/journal/replay", _journal_replay)
+    StatusPage(runtime).add_routes(app)
     return app
 
 
@@ -124,7 +138,7 @@ _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def _errors_and_auth(request: web.Request, handler: _Handler) -> web.StreamResponse:
     try:
         # Unknown routes and wrong methods answer 404/405 before auth: they change nothing.
-        if request.match_info.http_exception is None:
+        if request.match_info.http_exception is None and _route(request) not in PAGE_PATHS:
             admin = request.app[RUNTIME].config.admin
             if request.method not in _OPEN_METHODS:
                 _authorize(request, admin)
@@ -230,6 +244,18 @@ async def _readyz(request: web.Request) -> web.Response:
 
 async def _status(request: web.Request) -> web.Response:
     return json_response(request.app[RUNTIME].status())
+
+
+async def _status_history(request: web.Request) -> web.Response:
+    return json_response(request.app[RUNTIME].status_history())
+
+
+async def _events(request: web.Request) -> web.Response:
+    return json_response(request.app[RUNTIME].recent_events())
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    return json_response(openapi_document())
 
 
 async def _metrics(request: web.Request) -> web.Response:
