@@ -102,6 +102,8 @@ _OPEN_METHODS = frozenset({"GET", "HEAD"})
 # Open to every peer, whatever the config: the probes, and the API's description.
 _PROBES = frozenset({"/healthz", "/readyz", "/openapi.json"})
 DEFAULT_ROLLBACK_REASON = "manual rollback via the admin API"
+MAX_DAYS = 36_500  # ?days= of the deprecation report: a century
+MAX_LIMIT = 1_000_000  # ?limit= of /journal and /shadow
 
 
 def make_admin_app(runtime: AdminRuntime) -> web.Application:
@@ -266,32 +268,21 @@ async def _metrics(request: web.Request) -> web.Response:
 
 async def _deprecations(request: web.Request) -> web.Response:
     raw = request.query.get("days")
-    days = None
-    if raw is not None:
-        if not (raw.isascii() and raw.isdigit() and int(raw) > 0):
-            raise InvalidInput(f"days: {_show(raw)} is not a positive whole number")
-        days = int(raw)
+    days = None if raw is None else _positive("days", raw, MAX_DAYS)
     return json_response(request.app[RUNTIME].deprecation_report(days))
 
 
 async def _shadow(request: web.Request) -> web.Response:
     """The diff report of shadow traffic: the top ``limit`` differences (default 20)."""
-    raw = request.query.get("limit", "20")
-    if not (raw.isascii() and raw.isdigit() and int(raw) > 0):
-        raise InvalidInput(f"limit: {_show(raw)} is not a positive whole number")
-    return json_response(request.app[RUNTIME].shadow_report(int(raw)))
+    limit = _positive("limit", request.query.get("limit", "20"), MAX_LIMIT)
+    return json_response(request.app[RUNTIME].shadow_report(limit))
 
 
 async def _journal(request: web.Request) -> web.Response:
     q = request.query
     _no_unknown_keys(dict(q), {"since", "release", "limit"})
     since = _since(q.get("since"))
-    limit = None
-    if "limit" in q:
-        raw = q["limit"]
-        if not (raw.isascii() and raw.isdigit() and int(raw) > 0):
-            raise InvalidInput(f"limit: {_show(raw)} is not a positive whole number")
-        limit = int(raw)
+    limit = _positive("limit", q["limit"], MAX_LIMIT) if "limit" in q else None
     return json_response(await request.app[RUNTIME].journal_list(since, q.get("release"), limit))
 
 
@@ -395,13 +386,22 @@ def _number(path: str, value: Any) -> float:
     return float(value)
 
 
+def _positive(key: str, raw: str, maximum: int) -> int:
+    """A query value that must be a whole number from 1 to ``maximum``."""
+    if not (raw.isascii() and raw.isdigit() and int(raw) > 0):
+        raise InvalidInput(f"{key}: {_show(raw)} is not a positive whole number")
+    if int(raw) > maximum:  # beyond what the report or SQLite can take: bad input, not a 500
+        raise InvalidInput(f"{key}: {_show(raw)} is more than {maximum}")
+    return int(raw)
+
+
 def _since(value: Any) -> float | None:
     """``since``: unix seconds, or an ISO 8601 time (UTC unless it says otherwise)."""
     if value is None:
         return None
     if isinstance(value, str):
         try:
-            return float(value)
+            return _number("since", float(value))
         except ValueError:
             pass
         try:
