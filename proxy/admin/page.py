@@ -47,6 +47,7 @@ COLUMNS: tuple[tuple[str, str, Callable[[Row], Any]], ...] = (
     ("verdict", "Verdict", lambda r: r["verdict"]),
 )
 SORTS = tuple(key for key, _, _ in COLUMNS)
+SHOWN_CLIENTS = 6  # client ids named in a row; all of them in its tooltip
 
 
 def _e(value: Any) -> str:
@@ -65,13 +66,13 @@ def render_page(
 ) -> str:
     """The whole page. ``report`` is the deprecation report, or why it cannot be read."""
     rollout = status.get("rollout") or {}
+    uptime = round(status.get("uptime_seconds") or 0)
     parts = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8"><title>Switchback status</title>',
         f'<meta name="viewport" content="width=device-width"><style>{CSS}</style></head><body>',
         "<header><h1>Switchback</h1><div>",
-        f'<a href="/">refresh</a> <span class="muted">uptime {_e(status.get("uptime_seconds"))} s'
-        "</span>",
+        f'<a href="/">refresh</a> <span class="muted">uptime {_e(_num(uptime))} s</span>',
         '<form class="inline" method="post" action="/logout"><button>Log out</button></form>'
         if logout
         else "",
@@ -82,8 +83,8 @@ def render_page(
         _pins(status.get("pins") or {}),
         "<h2>Rollout</h2>",
         _rollout(rollout, status.get("candidate")),
-        f'<h2>Analysis <span class="muted">(over {_e(status.get("window_seconds"))} s windows'
-        f", sampled every {_e(history.get('every_seconds'))} s)</span></h2>",
+        f'<h2>Analysis <span class="muted">(over {_e(_num(status.get("window_seconds")))} s windows'
+        f", sampled every {_e(_num(history.get('every_seconds')))} s)</span></h2>",
         analysis_charts(history.get("samples") or []),
         "<h2>Deprecations</h2>",
         _report(report, sort, order),
@@ -167,11 +168,14 @@ def _report(report: dict[str, Any] | str, sort: str, order: str) -> str:
     for el in elements:
         seen = _last_seen(el)
         safe = "safe" if el.get("safe") else ""
-        clients = ", ".join(str(c.get("client")) for c in el.get("clients") or [])
+        names = [str(c.get("client")) for c in el.get("clients") or []]
+        clients = ", ".join(names[:SHOWN_CLIENTS])
+        if len(names) > SHOWN_CLIENTS:
+            clients += f" and {len(names) - SHOWN_CLIENTS} more"
         rows.append(
             f'<tr data-id="{_e(el["id"])}"><td>{_e(el["id"])}</td><td>{_e(el["kind"])}</td>'
             f"<td>{_e(el['element'])}</td><td>{_e((el.get('sunset_at') or '-')[:10])}</td>"
-            f'<td title="{_e(clients)}">{len(el.get("clients") or [])}: {_e(clients) or "-"}'
+            f'<td title="{_e(", ".join(names))}">{len(names)}: {_e(clients) or "-"}'
             f"</td><td>{_e(_iso(seen) if seen else 'never')}</td>"
             f'<td class="{safe}">{_e(el["verdict"])}</td></tr>'
         )

@@ -164,7 +164,7 @@ def _html(body: str, status: int = 200) -> web.Response:
             "Content-Security-Policy": CSP,
             "X-Content-Type-Options": "nosniff",
             "X-Frame-Options": "DENY",
-            "Referrer-Policy": "no-referrer",
+            "Referrer-Policy": "same-origin",  # no-referrer would make forms send Origin: null
             "Cache-Control": "no-store",
         },
     )
