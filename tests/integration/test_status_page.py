@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 from http.cookies import SimpleCookie
 from typing import Any
 
@@ -230,3 +231,31 @@ async def test_the_api_document_is_open_like_the_probes(switchback: StartProxy, 
     proxy = await switchback({"admin": {"read_token": READ_TOKEN}})
     status, _, _ = await get(proxy.admin + path)
     assert status == 200
+
+
+def non_loopback_address() -> str | None:
+    """This machine's address on its default route, if it has one (no packet is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(("192.0.2.123", 9))  # TEST-NET-1: only picks the outgoing interface
+        except OSError:
+            return None
+        address = str(sock.getsockname()[0])
+    return None if address.startswith("127.") or address == "0.0.0.0" else address
+
+
+async def test_on_a_listener_beyond_loopback_the_page_needs_the_login(
+    switchback: StartProxy,
+) -> None:
+    address = non_loopback_address()
+    if address is None:
+        pytest.skip("no network interface beyond loopback to bind the admin listener to")
+    proxy = await switchback({"admin": {"listen": f"{address}:0"}})  # admin.token is set
+    admin = f"http://{address}:{proxy.runtime.admin_port}"
+    status, headers, _ = await get(admin + "/")
+    assert (status, headers["Location"]) == (303, "/login")
+    ok = await post_form(admin + "/login", {"token": TOKEN})
+    assert ok.status == 303
+    cookie = {"Cookie": f"switchback_session={session_cookie(ok)['switchback_session'].value}"}
+    status, _, html = await get(admin + "/", cookie)
+    assert status == 200 and 'data-release="blue"' in html
