@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 
 from proxy.admin.chart import analysis_charts
 from proxy.admin.views import describe_rollout
+from proxy.core.rollout import IN_PROGRESS, PROMOTED
 
 CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em auto;max-width:70em;padding:0 1em;color:#222}
@@ -138,8 +139,9 @@ def _rollout(rollout: dict[str, Any], candidate: Any) -> str:
     steps = rollout.get("steps") or []
     step = rollout.get("step")
     progress = ""
-    if steps and isinstance(step, int):
-        done = min(step + 1, len(steps)) if rollout.get("state") != "stable" else 0
+    state = rollout.get("state")
+    if steps and isinstance(step, int) and (state in IN_PROGRESS or state == PROMOTED):
+        done = len(steps) if state == PROMOTED else min(step + 1, len(steps))
         progress = (
             f'<p><progress id="rollout-progress" value="{done}" max="{len(steps)}"></progress> '
             f"steps {_e(', '.join(f'{s:g}%' for s in steps))}</p>"

@@ -3,6 +3,7 @@ escaped, the table sorts, the chart breaks its lines where there is no data."""
 
 from __future__ import annotations
 
+import re
 from html.parser import HTMLParser
 from typing import Any
 
@@ -105,3 +106,17 @@ def test_the_chart_breaks_its_line_where_there_is_no_p99() -> None:
     assert p99_chart.count('class="series-candidate"') == 1  # the run before the gap
     assert p99_chart.count("<circle") == 2  # the lone point after it, for each release
     assert "Not enough samples" in analysis_charts([sample(0, 1.0)])
+
+
+def test_the_progress_bar_shows_only_while_a_rollout_is_under_way_or_done() -> None:
+    def progress(state: str, step: int) -> str | None:
+        rollout = {"state": state, "step": step, "steps": [10, 50, 100]}
+        html = render_page({"rollout": rollout}, {}, {}, {"elements": []})
+        found = re.search(r'<progress id="rollout-progress" value="(\d+)" max="3">', html)
+        return found[1] if found else None
+
+    assert progress("idle", 0) is None
+    assert progress("rolled_back", 1) is None
+    assert progress("ramping", 1) == "2"
+    assert progress("paused", 0) == "1"
+    assert progress("promoted", 0) == "3"
