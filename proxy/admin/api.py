@@ -401,9 +401,15 @@ def _since(value: Any) -> float | None:
         return None
     if isinstance(value, str):
         try:
-            return _number("since", float(value))
+            number = float(value)
         except ValueError:
             pass
+        else:
+            if not math.isfinite(number):  # "nan", "inf": floats, but no time
+                raise InvalidInput(
+                    f"since: {_show(value)} is not a time (unix seconds or ISO 8601)"
+                )
+            return number
         try:
             when = dt.datetime.fromisoformat(value.strip())
         except ValueError:

@@ -18,6 +18,7 @@ from tests.integration.test_status_page import DEPRECATIONS
         ("/shadow?limit=9223372036854775809", "limit"),
         ("/journal?since=nan", "since"),
         ("/journal?since=inf", "since"),
+        ("/journal?since=1e400", "since"),
     ],
 )
 async def test_out_of_range_query_values_are_refused_by_name(
