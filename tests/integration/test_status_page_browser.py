@@ -87,6 +87,12 @@ async def test_the_status_page_in_a_browser(browser: Browser, switchback: StartP
     (cookie,) = await context.cookies()
     assert cookie["name"] == "switchback_session" and cookie["value"] != READ_TOKEN
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    # The browser's cookie (sent by the context's request API) changes nothing and reads no JSON.
+    for method, path in (("POST", "/rollback"), ("PUT", "/traffic"), ("GET", "/status")):
+        answer = await context.request.fetch(proxy.admin + path, method=method, data="{}")
+        assert answer.status == 401, (method, path)
+    page_itself = await context.request.get(proxy.admin + "/", max_redirects=0)
+    assert page_itself.status == 200  # the same requests do carry the cookie
 
     _, status = await proxy.admin_call("GET", "/status")
     for name, rel in status["releases"].items():
