@@ -2,10 +2,13 @@
 
 Who may do what (``Authorization: Bearer <token>``, tokens compared in constant time):
 
-    GET /healthz, /readyz                  always open (liveness and readiness probes)
+    GET /healthz, /readyz, /openapi.json   always open (probes; the API's own description)
+    GET /, /login, POST /login, /logout    the status page: the same read rule, with a login
+                                           form and a session cookie (proxy.admin.page_routes)
     GET /status, /metrics, /deprecations,  open while admin.listen is loopback and no
         /shadow (the diff report),         admin.read_token is set; otherwise admin.token or
-        /journal                           admin.read_token (these reads name clients)
+        /journal, /status/history,         admin.read_token (these reads name clients)
+        /events
     every other method                     admin.token; the read token never allows a change
 
 With no token configured, writes are accepted only from loopback peers (the config loader
@@ -44,6 +47,8 @@ import orjson
 import prometheus_client
 from aiohttp import web
 
+from proxy.admin.openapi_doc import openapi_document
+from proxy.admin.page_routes import PAGE_PATHS, StatusPage
 from proxy.config.checks import admin_reads_need_token, is_loopback, is_set
 from proxy.errors import AccessDenied, InvalidInput, SwitchbackError, Unauthorized
 from proxy.schema import AdminConfig, Config
@@ -59,6 +64,10 @@ class AdminRuntime(Protocol):
     registry: prometheus_client.CollectorRegistry
 
     def status(self) -> dict[str, Any]: ...
+
+    def status_history(self) -> dict[str, Any]: ...  # window snapshots, oldest first
+
+    def recent_events(self) -> dict[str, Any]: ...  # rollbacks, refused reloads, refusals
 
     def set_weights(self, weights: dict[str, float]) -> dict[str, Any]: ...  # InvalidInput
 
@@ -90,8 +99,11 @@ class AdminRuntime(Protocol):
 RUNTIME = web.AppKey[AdminRuntime]("runtime")
 
 _OPEN_METHODS = frozenset({"GET", "HEAD"})
-_PROBES = frozenset({"/healthz", "/readyz"})  # open to every peer, whatever the config
+# Open to every peer, whatever the config: the probes, and the API's description.
+_PROBES = frozenset({"/healthz", "/readyz", "/openapi.json"})
 DEFAULT_ROLLBACK_REASON = "manual rollback via the admin API"
+MAX_DAYS = 36_500  # ?days= of the deprecation report: a century
+MAX_LIMIT = 1_000_000  # ?limit= of /journal and /shadow
 
 
 def make_admin_app(runtime: AdminRuntime) -> web.Application:
@@ -100,6 +112,9 @@ def make_admin_app(runtime: AdminRuntime) -> web.Application:
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/status", _status)
+    app.router.add_get("/status/history", _status_history)
+    app.router.add_get("/events", _events)
+    app.router.add_get("/openapi.json", _openapi)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/deprecations", _deprecations)
     app.router.add_get("/shadow", _shadow)
@@ -112,6 +127,7 @@ def make_admin_app(runtime: AdminRuntime) -> web.Application:
     app.router.add_post("/reload", _reload)
     app.router.add_get("/journal", _journal)
     app.router.add_post("/journal/replay", _journal_replay)
+    StatusPage(runtime).add_routes(app)
     return app
 
 
@@ -124,7 +140,7 @@ _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def _errors_and_auth(request: web.Request, handler: _Handler) -> web.StreamResponse:
     try:
         # Unknown routes and wrong methods answer 404/405 before auth: they change nothing.
-        if request.match_info.http_exception is None:
+        if request.match_info.http_exception is None and _route(request) not in PAGE_PATHS:
             admin = request.app[RUNTIME].config.admin
             if request.method not in _OPEN_METHODS:
                 _authorize(request, admin)
@@ -232,6 +248,18 @@ async def _status(request: web.Request) -> web.Response:
     return json_response(request.app[RUNTIME].status())
 
 
+async def _status_history(request: web.Request) -> web.Response:
+    return json_response(request.app[RUNTIME].status_history())
+
+
+async def _events(request: web.Request) -> web.Response:
+    return json_response(request.app[RUNTIME].recent_events())
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    return json_response(openapi_document())
+
+
 async def _metrics(request: web.Request) -> web.Response:
     body = prometheus_client.generate_latest(request.app[RUNTIME].registry)
     # Set the header whole: aiohttp's content_type argument refuses a charset parameter.
@@ -240,32 +268,21 @@ async def _metrics(request: web.Request) -> web.Response:
 
 async def _deprecations(request: web.Request) -> web.Response:
     raw = request.query.get("days")
-    days = None
-    if raw is not None:
-        if not (raw.isascii() and raw.isdigit() and int(raw) > 0):
-            raise InvalidInput(f"days: {_show(raw)} is not a positive whole number")
-        days = int(raw)
+    days = None if raw is None else _positive("days", raw, MAX_DAYS)
     return json_response(request.app[RUNTIME].deprecation_report(days))
 
 
 async def _shadow(request: web.Request) -> web.Response:
     """The diff report of shadow traffic: the top ``limit`` differences (default 20)."""
-    raw = request.query.get("limit", "20")
-    if not (raw.isascii() and raw.isdigit() and int(raw) > 0):
-        raise InvalidInput(f"limit: {_show(raw)} is not a positive whole number")
-    return json_response(request.app[RUNTIME].shadow_report(int(raw)))
+    limit = _positive("limit", request.query.get("limit", "20"), MAX_LIMIT)
+    return json_response(request.app[RUNTIME].shadow_report(limit))
 
 
 async def _journal(request: web.Request) -> web.Response:
     q = request.query
     _no_unknown_keys(dict(q), {"since", "release", "limit"})
     since = _since(q.get("since"))
-    limit = None
-    if "limit" in q:
-        raw = q["limit"]
-        if not (raw.isascii() and raw.isdigit() and int(raw) > 0):
-            raise InvalidInput(f"limit: {_show(raw)} is not a positive whole number")
-        limit = int(raw)
+    limit = _positive("limit", q["limit"], MAX_LIMIT) if "limit" in q else None
     return json_response(await request.app[RUNTIME].journal_list(since, q.get("release"), limit))
 
 
@@ -369,15 +386,30 @@ def _number(path: str, value: Any) -> float:
     return float(value)
 
 
+def _positive(key: str, raw: str, maximum: int) -> int:
+    """A query value that must be a whole number from 1 to ``maximum``."""
+    if not (raw.isascii() and raw.isdigit() and int(raw) > 0):
+        raise InvalidInput(f"{key}: {_show(raw)} is not a positive whole number")
+    if int(raw) > maximum:  # beyond what the report or SQLite can take: bad input, not a 500
+        raise InvalidInput(f"{key}: {_show(raw)} is more than {maximum}")
+    return int(raw)
+
+
 def _since(value: Any) -> float | None:
     """``since``: unix seconds, or an ISO 8601 time (UTC unless it says otherwise)."""
     if value is None:
         return None
     if isinstance(value, str):
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
             pass
+        else:
+            if not math.isfinite(number):  # "nan", "inf": floats, but no time
+                raise InvalidInput(
+                    f"since: {_show(value)} is not a time (unix seconds or ISO 8601)"
+                )
+            return number
         try:
             when = dt.datetime.fromisoformat(value.strip())
         except ValueError:

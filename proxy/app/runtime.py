@@ -26,6 +26,7 @@ from proxy.config.checks import split_host_port
 from proxy.config.load import load_config
 from proxy.config.secrets import api_key_secret
 from proxy.core.enforcement_report import enforcement_json
+from proxy.core.history import REFUSED, RELOAD_FAILED, ROLLBACK, Events, History
 from proxy.core.routing import TrafficState, failover_target
 from proxy.core.shadowreport import field_usage, require_clean
 from proxy.core.window import Windows
@@ -85,6 +86,8 @@ class Runtime:
         self._reload_lock = asyncio.Lock()
         self.api_key_secret: bytes | None = None  # resolved by start() and each reload
         self._secret_file: str | None = None
+        self.history = History()  # the status page's chart: window snapshots over time
+        self.events = Events()  # and its recent rollbacks, refused reloads and refusals
 
     # -- the listener's Context --
     @property
@@ -105,6 +108,7 @@ class Runtime:
     def rejected(self, reason: str) -> None:
         self.metrics.data_plane.rejected.inc((reason,))
         self.logs.refused(reason)
+        self.events.add(REFUSED, reason, time.time(), merge=True)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = self.loop.create_task(coro)
@@ -245,13 +249,30 @@ class Runtime:
         while True:
             await asyncio.sleep(0.5)
             # The rollout's judgement, then the save a full disk refused (once it takes it).
-            for job in (self.control.tick, self.control.retry_persist, self.logs.tick):
+            jobs = (self.control.tick, self.control.retry_persist, self.logs.tick)
+            for job in (*jobs, self._sample_history):
                 try:
                     job()
                 except Exception:  # a bug in one must not stop the loop
                     log.exception("%s failed", job.__name__)
 
+    def _sample_history(self) -> None:
+        now = time.time()
+        if self.history.due(now):
+            traffic, rollout = self.control.traffic, self.control.rollout
+            self.history.add(
+                now,
+                {
+                    "stable": traffic.stable,
+                    "candidate": traffic.candidate,
+                    "state": rollout.state,
+                    "releases": self._release_stats(),
+                },
+            )
+
     def _rolled_back(self, release: str) -> None:
+        reason = self.control.rollout.reason or "manual"
+        self.events.add(ROLLBACK, f"{release} taken out of service: {reason}", time.time())
         self.journal.end_episode(time.time())
         self._close_tunnels_later(release)
 
@@ -268,6 +289,7 @@ class Runtime:
                 self._apply(new)
             except ConfigError as exc:
                 self.metrics.reloads.reload_failures.inc()
+                self.events.add(RELOAD_FAILED, str(exc), time.time())
                 fields = {"accepted": False, "error": str(exc)}
                 log.error("config reload refused, keeping the old config: %s", exc,
                           extra={"event": "reload", "fields": fields})  # fmt: skip
@@ -332,7 +354,8 @@ class Runtime:
         self.pipeline = self.build_pipeline()
 
     # -- the admin API's AdminRuntime --
-    def status(self) -> dict[str, Any]:
+    def _release_stats(self) -> dict[str, dict[str, Any]]:
+        """Each release's weight and traffic over the rollout's window (step_seconds)."""
         now = self.loop.time()
         window = self.control.rollout.step_seconds
         releases = {}
@@ -348,10 +371,14 @@ class Runtime:
                 "error_rate": round(stats.error_rate, 5),
                 "p99_ms": None if stats.p99_ms is None else round(stats.p99_ms, 3),
             }
+        return releases
+
+    def status(self) -> dict[str, Any]:
         return {
             **self.control.summary(),
-            "releases": releases,
-            "window_seconds": window,
+            "releases": self._release_stats(),
+            "pins": dict(self.control.traffic.pins),  # client id -> release
+            "window_seconds": self.control.rollout.step_seconds,
             "client_id_header": self.config.clients.id_header,
             "uptime_seconds": round(time.time() - self.started_at, 3),
             "config_file": self.config.source,
@@ -359,6 +386,12 @@ class Runtime:
             "enforcement": enforcement_json(self.config.deprecations, time.time()),
             "journal": self.journal.health(),
         }
+
+    def status_history(self) -> dict[str, Any]:
+        return self.history.to_json()
+
+    def recent_events(self) -> dict[str, Any]:
+        return self.events.to_json()
 
     def set_weights(self, weights: dict[str, float]) -> dict[str, Any]:
         return self.control.set_weights(weights)

@@ -119,6 +119,10 @@ def describe(doc: Mapping[Any, Any], path: str) -> str:
 
 def validate(doc: Mapping[Any, Any], uri: str, path: str) -> list[str]:
     """What ``openapi-spec-validator`` finds wrong, one line each (at most ``MAX_WARNINGS``)."""
+    # openapi-spec-validator >= 0.9 switches to jsonschema-rs whenever that is installed (it
+    # comes with other tools), whose messages read differently and carry the schema dump:
+    # the pure-Python backend, unless the user chose one.
+    os.environ.setdefault("OPENAPI_SPEC_VALIDATOR_SCHEMA_VALIDATOR_BACKEND", "jsonschema")
     from jsonschema_path import SchemaPath
     from openapi_spec_validator.shortcuts import get_validator_cls
 
