@@ -36,10 +36,8 @@ move is legal now, with RolloutError.
 
 from __future__ import annotations
 
-import datetime as dt
 import hmac
 import logging
-import math
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -47,6 +45,17 @@ import orjson
 import prometheus_client
 from aiohttp import web
 
+from proxy.admin.inputs import (
+    flag,
+    no_unknown_keys,
+    number,
+    numbers,
+    positive,
+    read_object,
+    show,
+    since_time,
+    whole,
+)
 from proxy.admin.openapi_doc import openapi_document
 from proxy.admin.page_routes import PAGE_PATHS, StatusPage
 from proxy.config.checks import admin_reads_need_token, is_loopback, is_set
@@ -268,21 +277,21 @@ async def _metrics(request: web.Request) -> web.Response:
 
 async def _deprecations(request: web.Request) -> web.Response:
     raw = request.query.get("days")
-    days = None if raw is None else _positive("days", raw, MAX_DAYS)
+    days = None if raw is None else positive("days", raw, MAX_DAYS)
     return json_response(request.app[RUNTIME].deprecation_report(days))
 
 
 async def _shadow(request: web.Request) -> web.Response:
     """The diff report of shadow traffic: the top ``limit`` differences (default 20)."""
-    limit = _positive("limit", request.query.get("limit", "20"), MAX_LIMIT)
+    limit = positive("limit", request.query.get("limit", "20"), MAX_LIMIT)
     return json_response(request.app[RUNTIME].shadow_report(limit))
 
 
 async def _journal(request: web.Request) -> web.Response:
     q = request.query
-    _no_unknown_keys(dict(q), {"since", "release", "limit"})
-    since = _since(q.get("since"))
-    limit = _positive("limit", q["limit"], MAX_LIMIT) if "limit" in q else None
+    no_unknown_keys(dict(q), {"since", "release", "limit"})
+    since = since_time(q.get("since"))
+    limit = positive("limit", q["limit"], MAX_LIMIT) if "limit" in q else None
     return json_response(await request.app[RUNTIME].journal_list(since, q.get("release"), limit))
 
 
@@ -290,21 +299,21 @@ async def _journal(request: web.Request) -> web.Response:
 
 
 async def _put_traffic(request: web.Request) -> web.Response:
-    body = await _read_object(request, required=True)
-    _no_unknown_keys(body, {"weights"})
+    body = await read_object(request, required=True)
+    no_unknown_keys(body, {"weights"})
     raw = body.get("weights")
     if not isinstance(raw, dict) or not raw:
-        raise InvalidInput(f'weights: expected an object like {{"green": 25}}, got {_show(raw)}')
-    weights = {name: _number(f"weights.{name}", value) for name, value in raw.items()}
+        raise InvalidInput(f'weights: expected an object like {{"green": 25}}, got {show(raw)}')
+    weights = {name: number(f"weights.{name}", value) for name, value in raw.items()}
     return json_response(request.app[RUNTIME].set_weights(weights))
 
 
 async def _rollback(request: web.Request) -> web.Response:
-    body = await _read_object(request, required=False)
-    _no_unknown_keys(body, {"reason"})
+    body = await read_object(request, required=False)
+    no_unknown_keys(body, {"reason"})
     reason = body.get("reason", DEFAULT_ROLLBACK_REASON)
     if not isinstance(reason, str):
-        raise InvalidInput(f"reason: {_show(reason)} is not a string")
+        raise InvalidInput(f"reason: {show(reason)} is not a string")
     return json_response(request.app[RUNTIME].rollback(reason.strip() or DEFAULT_ROLLBACK_REASON))
 
 
@@ -313,8 +322,8 @@ async def _promote(request: web.Request) -> web.Response:
 
 
 async def _start_rollout(request: web.Request) -> web.Response:
-    body = await _read_object(request, required=False)
-    _no_unknown_keys(body, set(_OVERRIDES))
+    body = await read_object(request, required=False)
+    no_unknown_keys(body, set(_OVERRIDES))
     overrides = {key: _OVERRIDES[key](key, value) for key, value in body.items()}
     return json_response(request.app[RUNTIME].start_rollout(overrides))
 
@@ -332,120 +341,30 @@ async def _reload(request: web.Request) -> web.Response:
 
 
 async def _journal_replay(request: web.Request) -> web.Response:
-    body = await _read_object(request, required=True)
-    _no_unknown_keys(body, {"to", "since", "dry_run", "again", "headers"})
+    body = await read_object(request, required=True)
+    no_unknown_keys(body, {"to", "since", "dry_run", "again", "headers"})
     to = body.get("to")
     if not isinstance(to, str) or not to:
-        raise InvalidInput(f'to: expected a release name such as "blue", got {_show(to)}')
+        raise InvalidInput(f'to: expected a release name such as "blue", got {show(to)}')
     headers = body.get("headers", [])
     if not isinstance(headers, list) or not all(isinstance(h, str) for h in headers):
-        raise InvalidInput(f"headers: {_show(headers)} is not a list of 'Name: value' strings")
+        raise InvalidInput(f"headers: {show(headers)} is not a list of 'Name: value' strings")
     answer = await request.app[RUNTIME].journal_replay(
         to,
-        _since(body.get("since")),
-        _flag("dry_run", body.get("dry_run", False)),
-        _flag("again", body.get("again", False)),
+        since_time(body.get("since")),
+        flag("dry_run", body.get("dry_run", False)),
+        flag("again", body.get("again", False)),
         headers,
     )
     return json_response(answer)
 
 
-# -- request bodies: shapes and types only --
-
-
-async def _read_object(request: web.Request, *, required: bool) -> dict[str, Any]:
-    raw = await request.read()
-    if not raw.strip():
-        if required:
-            raise InvalidInput("request body: expected a JSON object")
-        return {}
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"request body: invalid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise InvalidInput(f"request body: expected a JSON object, got {_show(data)}")
-    return data
-
-
-def _no_unknown_keys(body: dict[str, Any], known: set[str]) -> None:
-    unknown = sorted(set(body) - known)
-    if unknown:
-        expected = ", ".join(sorted(known))
-        raise InvalidInput(f"{unknown[0]}: unknown key (expected one of: {expected})")
-
-
-def _show(value: Any) -> str:
-    text = orjson.dumps(value).decode()
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _number(path: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InvalidInput(f"{path}: {_show(value)} is not a number")
-    return float(value)
-
-
-def _positive(key: str, raw: str, maximum: int) -> int:
-    """A query value that must be a whole number from 1 to ``maximum``."""
-    if not (raw.isascii() and raw.isdigit() and int(raw) > 0):
-        raise InvalidInput(f"{key}: {_show(raw)} is not a positive whole number")
-    if int(raw) > maximum:  # beyond what the report or SQLite can take: bad input, not a 500
-        raise InvalidInput(f"{key}: {_show(raw)} is more than {maximum}")
-    return int(raw)
-
-
-def _since(value: Any) -> float | None:
-    """``since``: unix seconds, or an ISO 8601 time (UTC unless it says otherwise)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            pass
-        else:
-            if not math.isfinite(number):  # "nan", "inf": floats, but no time
-                raise InvalidInput(
-                    f"since: {_show(value)} is not a time (unix seconds or ISO 8601)"
-                )
-            return number
-        try:
-            when = dt.datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise InvalidInput(
-                f"since: {_show(value)} is not a time (unix seconds or ISO 8601)"
-            ) from None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=dt.UTC)
-        return when.timestamp()
-    return _number("since", value)
-
-
-def _whole(path: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput(f"{path}: {_show(value)} is not a whole number")
-    return value
-
-
-def _flag(path: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise InvalidInput(f"{path}: {_show(value)} is not true or false")
-    return value
-
-
-def _numbers(path: str, value: Any) -> list[float]:
-    if not isinstance(value, list) or not value:
-        raise InvalidInput(f"{path}: {_show(value)} is not a list of numbers")
-    return [_number(f"{path}[{i}]", item) for i, item in enumerate(value)]
-
-
 # POST /rollout overrides: the RolloutConfig fields an operator may change per rollout.
 _OVERRIDES: dict[str, Callable[[str, Any], Any]] = {
-    "steps": _numbers,
-    "step_seconds": _number,
-    "min_requests": _whole,
-    "max_error_rate": _number,
-    "max_p99_ms": _number,
-    "auto_promote": _flag,
+    "steps": numbers,
+    "step_seconds": number,
+    "min_requests": whole,
+    "max_error_rate": number,
+    "max_p99_ms": number,
+    "auto_promote": flag,
 }

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -20,6 +19,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from proxy.admin.api import make_admin_app
+from proxy.app import journal_side
 from proxy.app.metrics import Metrics
 from proxy.app.settings import listener_settings, raise_fd_limit
 from proxy.config.checks import split_host_port
@@ -34,17 +34,11 @@ from proxy.deprecation.enforce import EnforceStep, enforces
 from proxy.deprecation.fields import fields_step
 from proxy.deprecation.step import FOUND, DeprecationStep
 from proxy.deprecation.telemetry import Telemetry
-from proxy.errors import ConfigError, InvalidInput, RolloutError
+from proxy.errors import ConfigError, RolloutError
 from proxy.http.listener import Listener
 from proxy.http.pool import Pools, UpstreamPool
 from proxy.http.tunnel import TunnelRegistry
 from proxy.http.whole import WholeSender
-from proxy.journal import store as journal_store
-from proxy.journal.entry import credential_names, parse_header
-from proxy.journal.journal import Journal, JournalHooks
-from proxy.journal.replay import replay
-from proxy.journal.step import JournalStep
-from proxy.journal.views import stored_to_json
 from proxy.logs.access import AccessLog
 from proxy.logs.output import LogOutput
 from proxy.pipeline import Pipeline, Step
@@ -72,7 +66,7 @@ class Runtime:
         self.control = TrafficControl(
             config, self.metrics.traffic, self.windows, self.loop.time, self._rolled_back
         )
-        self.journal = self._make_journal(config)
+        self.journal = journal_side.make(self.metrics.journal, config)
         self.logs = LogOutput(self.metrics.logs)  # opened by start()
         self.telemetry = Telemetry(config, self.metrics.deprecation)
         self.settings = listener_settings(config)
@@ -129,28 +123,11 @@ class Runtime:
             fields_step(self.config, self.telemetry, self.metrics.fields),  # before: it prunes
             DeprecationStep(self.telemetry) if deprecations else None,
             EnforceStep(self.telemetry) if enforces(self.config) else None,
-            self._journal_step(),
+            journal_side.step(self.config, self.journal, lambda: self.control.traffic),
             RecordExchange(self.metrics.traffic, self.windows, self.loop),
             AccessLog(self.logs.put, self.loop.time, FOUND) if self.config.logging.access else None,
         ]
         return Pipeline([step for step in steps if step is not None])
-
-    def _journal_step(self) -> JournalStep | None:
-        cfg = self.config
-        if not cfg.journal.enabled:
-            return None
-        secret = credential_names(cfg.clients.api_key_header)
-        return JournalStep(self.journal, lambda: self.control.traffic, cfg.journal, secret)
-
-    def _make_journal(self, config: Config) -> Journal:
-        m = self.metrics.journal
-        hooks = JournalHooks(
-            written=lambda release, n: m.entries.labels(release).inc(n),
-            dropped=m.dropped.inc,
-            write_failed=m.write_failures.inc,
-        )
-        path = os.path.join(config.state_dir, journal_store.FILE)
-        return Journal(path, config.journal, hooks)
 
     def _make_pool(self, name: str) -> UpstreamPool:
         url = urlsplit(self.config.releases[name].url)
@@ -429,43 +406,13 @@ class Runtime:
     async def journal_list(
         self, since: float | None, release: str | None, limit: int | None
     ) -> dict[str, Any]:
-        rows = await self.journal.read(since=since, release=release, limit=limit)
-        return {
-            "file": self.journal.path,
-            "count": len(rows),
-            "entries": [stored_to_json(row) for row in rows],
-            **self.journal.health(),
-        }
+        return await journal_side.listing(self.journal, since, release, limit)
 
     async def journal_replay(
-        self,
-        to: str,
-        since: float | None,
-        dry_run: bool,
-        again: bool,
-        headers: list[str],
+        self, to: str, since: float | None, dry_run: bool, again: bool, headers: list[str]
     ) -> dict[str, Any]:
-        if to not in self.config.releases:
-            known = ", ".join(self.config.releases)
-            raise InvalidInput(f"to: {to!r} is not a release (known: {known})")
-        added = []
-        for i, text in enumerate(headers):
-            try:
-                added.append(parse_header(text))
-            except ValueError as exc:
-                raise InvalidInput(f"headers[{i}]: {exc}") from None
-        up = self.config.upstream
-        return await replay(
-            self.journal,
-            self.upstream,
-            to,
-            since=since,
-            dry_run=dry_run,
-            again=again,
-            headers=added,
-            trust_forwarded=self.config.server.xff_trusted,
-            timeout=up.response_timeout + up.read_timeout,
-        )
+        options = journal_side.Replay(to, since, dry_run, again, headers)
+        return await journal_side.replay_to(self.journal, self.upstream, self.config, options)
 
 
 def _fmt(traffic: TrafficState) -> str:
