@@ -74,7 +74,7 @@ class AdminRuntime(Protocol):
 
     async def reload(self) -> dict[str, Any]: ...  # ConfigError
 
-    def deprecation_report(self, days: int | None) -> dict[str, Any]: ...
+    async def deprecation_report(self, days: int | None) -> dict[str, Any]: ...
 
     def shadow_report(self, limit: int | None) -> dict[str, Any]: ...
     async def journal_list(
@@ -245,7 +245,7 @@ async def _deprecations(request: web.Request) -> web.Response:
         if not (raw.isascii() and raw.isdigit() and int(raw) > 0):
             raise InvalidInput(f"days: {_show(raw)} is not a positive whole number")
         days = int(raw)
-    return json_response(request.app[RUNTIME].deprecation_report(days))
+    return json_response(await request.app[RUNTIME].deprecation_report(days))
 
 
 async def _shadow(request: web.Request) -> web.Response:

@@ -376,8 +376,8 @@ class Runtime:
     def resume_rollout(self) -> dict[str, Any]:
         return self.control.resume()
 
-    def deprecation_report(self, days: int | None) -> dict[str, Any]:
-        return self.telemetry.report(days)
+    async def deprecation_report(self, days: int | None) -> dict[str, Any]:
+        return await self.telemetry.report_async(days)
 
     async def journal_list(
         self, since: float | None, release: str | None, limit: int | None

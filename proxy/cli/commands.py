@@ -26,6 +26,7 @@ from proxy.admin.client import AdminClient, AdminError
 from proxy.admin.views import format_change, format_status
 from proxy.cli import journal as journal_cli
 from proxy.cli import openapi as openapi_cli
+from proxy.core.fleetreport import not_delivered
 from proxy.core.report import format_table, still_used
 from proxy.core.shadowreport import format_table as format_diff_table
 from proxy.errors import SwitchbackError
@@ -343,7 +344,8 @@ def _percent(name: str, text: str) -> float:
 
 def fail_if_used(report: dict[str, Any], element: str) -> tuple[int, str]:
     """``report --fail-if-used``: 3 while a client uses ``element`` (its id or path) within
-    the report's window, 0 when none does, 2 when the report does not know the element."""
+    the report's window (or while a fleet replica's undelivered rows may hold a use), 0 when
+    none does, 2 when the report does not know the element."""
     used = still_used(report, element)
     days = report.get("days", "?")
     if used is None:
@@ -351,4 +353,6 @@ def fail_if_used(report: dict[str, Any], element: str) -> tuple[int, str]:
         return 2, f"unknown deprecated element: {element} (known: {known})"
     if used:
         return 3, f"{element}: still used by a client in the last {days} days"
+    if not_delivered(report, element):  # a fleet replica's spool may hold a use
+        return 3, f"{element}: rows of another replica are not yet delivered; cannot tell yet"
     return 0, f"{element}: no client used it in the last {days} days"
