@@ -25,6 +25,7 @@ from proxy import __version__
 from proxy.admin.client import AdminClient, AdminError
 from proxy.admin.views import format_change, format_status
 from proxy.cli import journal as journal_cli
+from proxy.cli import ledger as ledger_cli
 from proxy.cli import openapi as openapi_cli
 from proxy.core.fleetreport import not_delivered
 from proxy.core.report import format_table, still_used
@@ -105,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_demo)
     _state_commands(sub)
     openapi_cli.add_parser(sub)
+    ledger_cli.add_parser(sub)
 
     admin = argparse.ArgumentParser(add_help=False)
     group = admin.add_argument_group("admin API")
