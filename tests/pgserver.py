@@ -57,7 +57,9 @@ class PgServer:
         if self.as_root:
             shutil.chown(self.root, "postgres", "postgres")
         self.user = "postgres" if self.as_root else os.environ.get("USER", "postgres")
-        self._run("initdb", "-D", self.data, "-U", "postgres", "-A", "trust", "-E", "UTF8")
+        self._run(
+            "initdb", "-D", self.data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-locale"
+        )
         self.user = "postgres"
 
     def _run(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
