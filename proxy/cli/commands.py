@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 an error, printed as one line ``switchback: <message>`` on stderr;
 2 a usage error, or ``report --fail-if-used`` naming an element the report does not know;
-3 ``report --fail-if-used`` while a client still uses the element, or ``diff-report
+3 ``report --fail-if-used`` while a client still uses the element (or, on a fleet ledger,
+another replica's undelivered rows are about it), or ``diff-report
 --fail-if-breaking`` while shadow traffic saw breaking differences recently; 130 interrupted.
 No traceback reaches the terminal (``SWITCHBACK_DEBUG=1`` lets an unexpected one through).
 
@@ -148,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fail-if-used",
         metavar="ELEMENT",
-        help="exit 3 while a client uses ELEMENT (id or path), 0 when none does, 2 if unknown",
+        help="exit 3 while a client uses ELEMENT (id or path) or a fleet replica's rows about "
+        "it are not delivered yet, 0 when none does, 2 if unknown",
     )
     p = command(sub, "diff-report", _diff_report, "what shadow traffic found: top differences")
     p.add_argument("--limit", type=_positive(int), default=20, metavar="N")

@@ -189,11 +189,22 @@ class PgLedger:
         )
         try:
             await migrate(conn)
+            await self._clear_applied(conn)
         except BaseException:
             await conn.close()
             raise
         self._conn = conn
         return conn
+
+    async def _clear_applied(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Forgets the spool's batches the database applied already (the process stopped
+        between a commit and clearing the spool), before they could be merged with others."""
+        cur = await conn.execute(
+            "SELECT spool, last_batch FROM replicas WHERE replica = %s", (self.replica,)
+        )
+        found = await cur.fetchone()
+        if found is not None and found[0] == self.spool.spool_id:
+            await asyncio.to_thread(self.spool.delete_through, int(found[1]))
 
     async def _disconnect(self) -> None:
         conn, self._conn = self._conn, None

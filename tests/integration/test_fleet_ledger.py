@@ -169,3 +169,24 @@ async def test_one_replica_prunes_at_a_time(replicas: Any, pg_url: str) -> None:
         assert [c for (c,) in await cur.fetchall()] == ["job"]
     finally:
         await other.close()
+
+
+async def test_a_restart_clears_batches_the_database_applied_before_anything_merges_them(
+    replicas: Any, pg_url: str, tmp_path: Path
+) -> None:
+    one = replicas("r1")
+    one.record("users-v0", "use", "job", time.time(), 5)
+    await one._spool_pending(time.time())
+    batch = one.spool.oldest()
+    assert batch is not None
+    await one._send(await one._connect(), batch, time.time())  # committed, then "stopped"
+    await one._disconnect()
+    one.spool.close()
+    again = PgLedger(pg_url, "r1", str(tmp_path / "r1"), 400, 10_000)  # the same state_dir
+    try:
+        assert again.spool.rows == 1
+        await again._connect()
+        assert again.spool.rows == 0  # nothing left that a merge could apply twice
+        assert clients(await again.fleet(IDS, time.time(), 30), "users-v0") == {"job": 5}
+    finally:
+        await again.close()

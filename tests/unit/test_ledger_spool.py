@@ -15,7 +15,9 @@ from proxy.deprecation.ledger_memory import Batch, Key, Tally
 from proxy.deprecation.ledger_spool import Spool, SpoolFull
 
 
-def batch(rows: dict[Key, tuple[int, float, float]], lossy: set[tuple[str, int]] = set()) -> Batch:
+def batch(
+    rows: dict[Key, tuple[int, float, float]], lossy: frozenset[tuple[str, int]] = frozenset()
+) -> Batch:
     usage = {k: Tally(*v) for k, v in rows.items()}
     return Batch(usage, {"e": 1.0}, {("e", 1)}, set(lossy), 0)
 
@@ -79,7 +81,7 @@ def test_a_batch_merging_cannot_make_room_for_is_refused_and_nothing_changes(
 
 def test_lost_touches_name_their_element_as_undelivered(tmp_path: Path) -> None:
     spool = Spool(str(tmp_path), 100)
-    spool.append(batch({}, lossy={("sunset", 3)}), 0.0)
+    spool.append(batch({}, lossy=frozenset({("sunset", 3)})), 0.0)
     assert spool.unsent()[1] == ["sunset"]
     spool.close()
 
