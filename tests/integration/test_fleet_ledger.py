@@ -17,6 +17,7 @@ from proxy.core.report import DAY
 from proxy.deprecation.ledger import LedgerHooks
 from proxy.deprecation.ledger_pg import PgLedger, migrate
 from proxy.deprecation.ledger_pg_sql import PRUNE_LOCK, SCHEMA_VERSION
+from proxy.errors import LedgerError
 from tests.pgserver import PgServer, require_bin
 
 IDS = ["user-role", "users-v0"]
@@ -190,3 +191,30 @@ async def test_a_restart_clears_batches_the_database_applied_before_anything_mer
         assert clients(await again.fleet(IDS, time.time(), 30), "users-v0") == {"job": 5}
     finally:
         await again.close()
+
+
+async def test_a_full_spool_merges_then_keeps_the_batch_in_memory(tmp_path: Path) -> None:
+    merged: list[int] = []
+    away = "postgresql://u:s3cret@127.0.0.1:9/x?connect_timeout=2"  # nothing listens there
+    ledger = PgLedger(away, "r1", str(tmp_path), 400, 2, LedgerHooks(spool_merged=merged.append))
+    ledger.BACKOFF_MIN = ledger.BACKOFF_MAX = 0.0
+    now = time.time()
+    try:
+        ledger.record("users-v0", "use", "a", now - DAY, 2)
+        ledger.record("users-v0", "use", "a", now, 3)
+        await ledger.flush(now)
+        assert ledger.spool.rows == 2 and ledger.error is not None
+        assert "s3cret" not in ledger.error
+        ledger.record("users-v0", "use", "b", now)
+        await ledger.flush(now)
+        assert merged == [1] and ledger.spool.rows == 2  # a's two days are one row now
+        rows, _ = ledger.spool.unsent()
+        assert sorted((r[2], r[4]) for r in rows) == [("a", 5), ("b", 1)]
+        ledger.record("users-v0", "use", "c", now)
+        await ledger.flush(now)
+        assert ledger.spool.rows == 2 and len(ledger._pending) == 1  # c waits in memory
+        with pytest.raises(LedgerError) as caught:
+            await ledger.fleet(IDS, now, 30)
+        assert "s3cret" not in str(caught.value) and "u:***@" in str(caught.value)
+    finally:
+        await ledger.close()
