@@ -274,6 +274,8 @@ class Runtime:
             ("listen", new.listen, old.listen),
             ("admin.listen", new.admin.listen, old.admin.listen),
             ("state_dir", new.state_dir, old.state_dir),
+            ("telemetry.ledger", new.telemetry.ledger, old.telemetry.ledger),
+            ("telemetry.replica", new.telemetry.replica, old.telemetry.replica),
         )
         for key, now, before in fixed:
             if now != before:

@@ -18,6 +18,7 @@ import pytest
 
 from proxy import cli
 from tests.integration.conftest import Proxy, StartProxy
+from tests.integration.helpers_rollout import edit_config
 from tests.integration.helpers_telemetry import TelemetryApp, fetch, running_app
 
 DEPRECATIONS: list[dict[str, Any]] = [
@@ -140,3 +141,19 @@ async def test_a_replicas_undelivered_rows_hold_a_safe_verdict(
     code, out = await gate(one, capsys, "old-param")
     assert code == 3
     assert "r3: 12 row(s) not yet delivered" in out
+
+
+async def test_moving_to_another_ledger_needs_a_restart(
+    switchback: StartProxy, app: TelemetryApp, pg_url: str, tmp_path: Path
+) -> None:
+    proxy = await switchback(config(app, pg_url, "r1", tmp_path), name="r1.yaml")
+    edit_config(proxy.config_path, {"telemetry": {"ledger": "postgresql://u:pw@elsewhere/db"}})
+    code, body = await proxy.admin_call("POST", "/reload")
+    assert code == 400
+    assert body["error"] == f"{proxy.config_path}: telemetry.ledger: changing it needs a restart"
+    status, state = await proxy.admin_call("GET", "/status")
+    assert (
+        status == 200
+        and state["ledger"]["database"] == pg_url
+        and state["ledger"]["replica"] == "r1"
+    )
