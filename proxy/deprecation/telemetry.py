@@ -7,6 +7,8 @@ through ``Telemetry.count`` (metrics, and the ledger's in-memory batch) when an 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -31,6 +33,7 @@ from proxy.schema import Config
 log = logging.getLogger("switchback.telemetry")
 
 LEDGER_FILE = "ledger.sqlite3"
+FLEET_REFRESH = 30.0  # seconds between two fleet reads kept for ``Telemetry.report``
 Spawn = Callable[[Coroutine[Any, Any, None]], Any]
 # (release, method, target, strong ETag, Content-Encoding, the rules applied)
 EtagKey = tuple[str, str, bytes, bytes, bytes | None, tuple[Rule, ...]]
@@ -83,6 +86,16 @@ class Telemetry:
                                   f"opened: {exc}") from None  # fmt: skip
         self.ledger.register_elements((d.id for d in self.config.deprecations), time.time())
         spawn(self.ledger.run(self.config.telemetry.flush_seconds))
+        if isinstance(self.ledger, PgLedger):
+            spawn(self._refresh(FLEET_REFRESH))
+
+    async def _refresh(self, interval: float) -> None:
+        """Keeps the fleet read that ``report`` (the shadow report's field usage) answers from
+        at most ``interval`` seconds old; a database out of reach keeps the last one."""
+        while True:
+            with contextlib.suppress(LedgerError):
+                await self.report_async(None)
+            await asyncio.sleep(interval)
 
     async def close(self) -> None:
         if self.ledger is not None:
@@ -129,8 +142,8 @@ class Telemetry:
     # -- the report --
     def report(self, days: int | None) -> dict[str, Any]:
         """The report from what this process holds: the SQLite ledger, or the fleet ledger's
-        last read (``report_async`` reads the database; the shadow report's field usage, which
-        cannot wait, uses this)."""
+        last read, at most ``FLEET_REFRESH`` seconds old (``report_async`` reads the database;
+        the shadow report's field usage, which cannot wait, uses this)."""
         window = days if days is not None else self.config.telemetry.report_days
         now = time.time()
         elements = [ElementInfo.from_config(d) for d in self.config.deprecations]

@@ -101,6 +101,9 @@ async def test_either_replica_gives_the_fleet_answer_and_fails_the_gate_for_the_
     assert "partner-batch" in out and "2 replica(s) contributed" in out
     assert (await gate(one, capsys, "sort-by"))[0] == 0  # nobody, on any replica
 
+    # What cannot wait for the database (the shadow report's field usage) has the fleet too.
+    assert clients(one.runtime.telemetry.report(None), "users-v0") == {"partner-batch": 1}
+
     samples = await one.metrics()
     assert samples[("switchback_ledger_spool_rows", frozenset())] == 0
 
