@@ -152,6 +152,10 @@ class TelemetryConfig(_Frozen, frozen=True, forbid_unknown_fields=True, kw_only=
     report_days: int = 30  # the report's window ("used in the last N days")
     retention_days: int = 400  # ledger rows older than this are pruned
     flush_seconds: float = 2.0  # ledger batch interval
+    # One ledger for a fleet: postgresql://user@host:5432/db (default: SQLite in state_dir).
+    ledger: str | None = None
+    replica: str | None = None  # this replica's id in that ledger (default: the hostname)
+    spool_max_rows: int = 100_000  # rows kept locally while the database is away (merged past)
     # Responses with a strong ETag already inspected are not held or parsed again: what was
     # found is remembered for this many representations (0: inspect every response).
     etag_cache: int = 4096

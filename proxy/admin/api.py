@@ -92,7 +92,7 @@ class AdminRuntime(Protocol):
 
     async def reload(self) -> dict[str, Any]: ...  # ConfigError
 
-    def deprecation_report(self, days: int | None) -> dict[str, Any]: ...
+    async def deprecation_report(self, days: int | None) -> dict[str, Any]: ...
 
     def shadow_report(self, limit: int | None) -> dict[str, Any]: ...
     async def journal_list(
@@ -278,7 +278,7 @@ async def _metrics(request: web.Request) -> web.Response:
 async def _deprecations(request: web.Request) -> web.Response:
     raw = request.query.get("days")
     days = None if raw is None else positive("days", raw, MAX_DAYS)
-    return json_response(request.app[RUNTIME].deprecation_report(days))
+    return json_response(await request.app[RUNTIME].deprecation_report(days))
 
 
 async def _shadow(request: web.Request) -> web.Response:

@@ -43,7 +43,7 @@ class PageRuntime(Protocol):
 
     def recent_events(self) -> dict[str, Any]: ...
 
-    def deprecation_report(self, days: int | None) -> dict[str, Any]: ...
+    async def deprecation_report(self, days: int | None) -> dict[str, Any]: ...
 
 
 class StatusPage:
@@ -69,7 +69,7 @@ class StatusPage:
             self.runtime.status(),
             self.runtime.status_history(),
             self.runtime.recent_events(),
-            self._report(),
+            await self._report(),
             sort=sort if sort in SORTS else "id",
             order=order if order in ("asc", "desc") else "asc",
             logout=needs_login and COOKIE in request.cookies,
@@ -119,9 +119,9 @@ class StatusPage:
             return _matches_any(supplied.strip(), tokens)
         return self.sessions.valid(request.cookies.get(COOKIE), tokens, time.time())
 
-    def _report(self) -> dict[str, Any] | str:
+    async def _report(self) -> dict[str, Any] | str:
         try:
-            return self.runtime.deprecation_report(None)
+            return await self.runtime.deprecation_report(None)
         except SwitchbackError as exc:  # the ledger cannot be read: say so on the page
             return str(exc)
 

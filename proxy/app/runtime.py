@@ -284,6 +284,8 @@ class Runtime:
             ("listen", new.listen, old.listen),
             ("admin.listen", new.admin.listen, old.admin.listen),
             ("state_dir", new.state_dir, old.state_dir),
+            ("telemetry.ledger", new.telemetry.ledger, old.telemetry.ledger),
+            ("telemetry.replica", new.telemetry.replica, old.telemetry.replica),
         )
         for key, now, before in fixed:
             if now != before:
@@ -400,8 +402,8 @@ class Runtime:
     def resume_rollout(self) -> dict[str, Any]:
         return self.control.resume()
 
-    def deprecation_report(self, days: int | None) -> dict[str, Any]:
-        return self.telemetry.report(days)
+    async def deprecation_report(self, days: int | None) -> dict[str, Any]:
+        return await self.telemetry.report_async(days)
 
     async def journal_list(
         self, since: float | None, release: str | None, limit: int | None

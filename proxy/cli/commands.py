@@ -2,8 +2,9 @@
 
 Exit codes: 0 success; 1 an error, printed as one line ``switchback: <message>`` on stderr;
 2 a usage error, or ``report --fail-if-used`` naming an element the report does not know;
-3 ``report --fail-if-used`` (or ``--fail-unless-safe``) while a client still uses the element,
-or ``diff-report --fail-if-breaking`` while shadow traffic saw breaking differences recently;
+3 ``report --fail-if-used`` (or ``--fail-unless-safe``) while a client still uses the element
+(or, on a fleet ledger, another replica's undelivered rows are about it), or ``diff-report
+--fail-if-breaking`` while shadow traffic saw breaking differences recently;
 4 ``report --fail-unless-safe`` while nobody uses the element but the report cannot yet call it
 safe to remove (not watched on every day of the window); 130 interrupted.
 No traceback reaches the terminal (``SWITCHBACK_DEBUG=1`` lets an unexpected one through).
@@ -28,7 +29,9 @@ from proxy import __version__
 from proxy.admin.client import AdminClient, AdminError
 from proxy.admin.views import format_change, format_status
 from proxy.cli import journal as journal_cli
+from proxy.cli import ledger as ledger_cli
 from proxy.cli import openapi as openapi_cli
+from proxy.core.fleetreport import not_delivered
 from proxy.core.report import format_table, still_used
 from proxy.core.shadowreport import format_table as format_diff_table
 from proxy.errors import SwitchbackError
@@ -107,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_demo)
     _state_commands(sub)
     openapi_cli.add_parser(sub)
+    ledger_cli.add_parser(sub)
 
     admin = argparse.ArgumentParser(add_help=False)
     group = admin.add_argument_group("admin API")
@@ -148,7 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fail-if-used",
         metavar="ELEMENT",
-        help="exit 3 while a client uses ELEMENT (id or path), 0 when none does, 2 if unknown",
+        help="exit 3 while a client uses ELEMENT (id or path) or a fleet replica's rows about "
+        "it are not delivered yet, 0 when none does, 2 if unknown",
     )
     p.add_argument(
         "--fail-unless-safe",
@@ -364,7 +369,8 @@ def fail_unless_safe(report: dict[str, Any], element: str) -> tuple[int, str]:
 
 def fail_if_used(report: dict[str, Any], element: str) -> tuple[int, str]:
     """``report --fail-if-used``: 3 while a client uses ``element`` (its id or path) within
-    the report's window, 0 when none does, 2 when the report does not know the element."""
+    the report's window (or while a fleet replica's undelivered rows may hold a use), 0 when
+    none does, 2 when the report does not know the element."""
     used = still_used(report, element)
     days = report.get("days", "?")
     if used is None:
@@ -372,6 +378,8 @@ def fail_if_used(report: dict[str, Any], element: str) -> tuple[int, str]:
         return 2, f"unknown deprecated element: {element} (known: {known})"
     if used:
         return 3, f"{element}: still used by a client in the last {days} days"
+    if not_delivered(report, element):  # a fleet replica's spool may hold a use
+        return 3, f"{element}: rows of another replica are not yet delivered; cannot tell yet"
     # Nobody uses it, which is all the gate asks; but say so only for the time it was watched,
     # as the report's verdict does, lest "the last 30 days" cover days nobody looked.
     matches = [e for e in report["elements"] if element in (e["id"], e["element"])]

@@ -223,6 +223,9 @@ def format_table(report_json: dict[str, Any]) -> str:
     from proxy.core.enforcement_report import enforcement_lines  # it imports this module
 
     lines += enforcement_lines(report_json.get("enforcement"))
+    from proxy.core.fleetreport import fleet_lines
+
+    lines += fleet_lines(report_json.get("fleet"))
     for e in elements:
         if not e["clients"]:
             continue

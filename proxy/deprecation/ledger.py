@@ -52,6 +52,7 @@ from proxy.deprecation.ledger_memory import (
     Observation,
     Pending,
     Tally,
+    aggregate,
     day_of,
     day_text,
     touches,
@@ -59,8 +60,6 @@ from proxy.deprecation.ledger_memory import (
 from proxy.errors import LedgerError
 
 __all__ = ["Ledger", "LedgerHooks", "UsageRow"]
-
-TOUCHES = frozenset({"use", "exposure"})  # the kinds a row's count adds up (reads are exposures)
 
 log = logging.getLogger("switchback.ledger")
 
@@ -81,6 +80,9 @@ class LedgerHooks:
     write_failed: Callable[[], None] = _nothing  # a flush or an opening failed
     reset: Callable[[], None] = _nothing  # a corrupt file was set aside for a new one
     dropped: Callable[[int], None] = _nothing  # touches not kept: the batch was full
+    # The fleet ledger's spool (proxy.deprecation.ledger_pg): rows waiting, rows merged.
+    spool_rows: Callable[[int], None] = _nothing
+    spool_merged: Callable[[int], None] = _nothing
 
 
 class Ledger:
@@ -370,29 +372,8 @@ class Ledger:
             if ledger_db.is_corrupt(error):
                 self._corrupt(str(error))
             raise LedgerError(f"ledger {self.path} cannot be read now: {error}") from None
-        totals: dict[tuple[str, str], tuple[dict[str, int], Tally]] = {}
         rows = ((e, c, k, Tally(n, f, last)) for e, c, k, n, f, last in stored)
-        for element, client, kind, tally in itertools.chain(rows, touches(unflushed, since)):
-            total = totals.get((element, client))
-            if total is None:
-                total = totals[element, client] = ({}, Tally(0, tally.first, tally.last))
-            by_kind = total[0]
-            by_kind[kind] = by_kind.get(kind, 0) + tally.count
-            total[1].merge(Tally(tally.count if kind in TOUCHES else 0, tally.first, tally.last))
-        return [
-            UsageRow(
-                element=element,
-                client=client,
-                kinds=tuple(sorted(by_kind)),
-                count=t.count,
-                first_seen=t.first,
-                last_seen=t.last,
-                exposures=by_kind.get("exposure", 0),
-                reads=by_kind.get("read", 0),
-                unread=by_kind.get("unread", 0),
-            )
-            for (element, client), (by_kind, t) in totals.items()
-        ]
+        return aggregate(itertools.chain(rows, touches(unflushed, since)))
 
     def observing_since(self) -> float:
         """When this ledger file was first opened (unix seconds); kept across restarts."""

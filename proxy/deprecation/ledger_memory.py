@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from proxy.core.report import DAY
+from proxy.core.report import DAY, UsageRow
 from proxy.deprecation.ledger_db import Opened
 
 MAX_PENDING = 100_000  # keys: about 30 MB (measured: 285 bytes a key with a 25-character id)
@@ -119,6 +119,35 @@ def touches(
         for (element, kind, client, _), tally in batch.items():
             if tally.last >= since:
                 yield element, client, kind, tally
+
+
+TOUCHES = frozenset({"use", "exposure"})  # the kinds a row's count adds up (reads are exposures)
+
+
+def aggregate(rows: Iterable[tuple[str, str, str, Tally]]) -> list[UsageRow]:
+    """Per (element, client), the (element, client, kind, tally) rows given, as ``UsageRow``s."""
+    totals: dict[tuple[str, str], tuple[dict[str, int], Tally]] = {}
+    for element, client, kind, tally in rows:
+        total = totals.get((element, client))
+        if total is None:
+            total = totals[element, client] = ({}, Tally(0, tally.first, tally.last))
+        by_kind = total[0]
+        by_kind[kind] = by_kind.get(kind, 0) + tally.count
+        total[1].merge(Tally(tally.count if kind in TOUCHES else 0, tally.first, tally.last))
+    return [
+        UsageRow(
+            element=element,
+            client=client,
+            kinds=tuple(sorted(by_kind)),
+            count=t.count,
+            first_seen=t.first,
+            last_seen=t.last,
+            exposures=by_kind.get("exposure", 0),
+            reads=by_kind.get("read", 0),
+            unread=by_kind.get("unread", 0),
+        )
+        for (element, client), (by_kind, t) in totals.items()
+    ]
 
 
 class Observation:

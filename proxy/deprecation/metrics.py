@@ -35,6 +35,16 @@ class DeprecationMetrics:
             "full while the file could not be written.",
             registry=r,
         )
+        self.spool_rows = Gauge(
+            "switchback_ledger_spool_rows",
+            "Usage rows in the fleet ledger's local spool, not yet delivered to PostgreSQL.",
+            registry=r,
+        )
+        self.spool_merged = Counter(
+            "switchback_ledger_spool_merged",
+            "Spool rows folded into others (totals kept exact) to stay within spool_max_rows.",
+            registry=r,
+        )
         self.deprecated = CounterTable(
             "switchback_deprecated",
             "Uses (client sent it) and exposures (client received it) of deprecated elements.",

@@ -7,8 +7,12 @@ through ``Telemetry.count`` (metrics, and the ledger's in-memory batch) when an 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
+import socket
+import sqlite3
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -16,16 +20,20 @@ from typing import Any
 from prometheus_client.metrics import Counter
 
 from proxy.core.enforcement_report import enforcement_json
+from proxy.core.fleetreport import fleet_json, hold_undelivered
 from proxy.core.labels import ClientLabels
 from proxy.core.report import ElementInfo, UsageRow, build_report, report_to_json
 from proxy.core.rules import Rule, RuleSet
 from proxy.deprecation.ledger import Ledger, LedgerHooks
+from proxy.deprecation.ledger_pg import Fleet, PgLedger
 from proxy.deprecation.metrics import DeprecationMetrics
+from proxy.errors import LedgerError
 from proxy.schema import Config
 
 log = logging.getLogger("switchback.telemetry")
 
 LEDGER_FILE = "ledger.sqlite3"
+FLEET_REFRESH = 30.0  # seconds between two fleet reads kept for ``Telemetry.report``
 Spawn = Callable[[Coroutine[Any, Any, None]], Any]
 # (release, method, target, strong ETag, Content-Encoding, the rules applied)
 EtagKey = tuple[str, str, bytes, bytes, bytes | None, tuple[Rule, ...]]
@@ -37,7 +45,8 @@ class Telemetry:
         self.metrics = metrics
         self.rules = RuleSet.compile(config.deprecations)
         self.labels = ClientLabels(config.clients.known, config.clients.max_tracked)
-        self.ledger: Ledger | None = None
+        self.ledger: Ledger | PgLedger | None = None
+        self._fleet: Fleet | None = None  # the fleet ledger's last read (see ``report``)
         self._skips: dict[str, Counter] = {}
         # What was found in a representation with a strong ETag (bounded; 0 disables).
         self.etag_limit = config.telemetry.etag_cache
@@ -61,10 +70,32 @@ class Telemetry:
             write_failed=m.ledger_write_failures.inc,
             reset=m.ledger_resets.inc,
             dropped=m.ledger_dropped.inc,
+            spool_rows=m.spool_rows.set,
+            spool_merged=m.spool_merged.inc,
         )
-        self.ledger = Ledger(path, self.config.telemetry.retention_days, hooks=hooks)
+        t = self.config.telemetry
+        if t.ledger is None:
+            self.ledger = Ledger(path, t.retention_days, hooks=hooks)
+        else:  # one database for the fleet; spooled locally while it is away
+            replica = t.replica or socket.gethostname()
+            try:
+                self.ledger = PgLedger(t.ledger, replica, self.config.state_dir,
+                                       t.retention_days, t.spool_max_rows, hooks)  # fmt: skip
+            except (OSError, sqlite3.Error) as exc:
+                raise LedgerError(f"the ledger spool in {self.config.state_dir} cannot be "
+                                  f"opened: {exc}") from None  # fmt: skip
         self.ledger.register_elements((d.id for d in self.config.deprecations), time.time())
         spawn(self.ledger.run(self.config.telemetry.flush_seconds))
+        if isinstance(self.ledger, PgLedger):
+            spawn(self._refresh(FLEET_REFRESH))
+
+    async def _refresh(self, interval: float) -> None:
+        """Keeps the fleet read that ``report`` (the shadow report's field usage) answers from
+        at most ``interval`` seconds old; a database out of reach keeps the last one."""
+        while True:
+            with contextlib.suppress(LedgerError):
+                await self.report_async(None)
+            await asyncio.sleep(interval)
 
     async def close(self) -> None:
         if self.ledger is not None:
@@ -110,14 +141,44 @@ class Telemetry:
 
     # -- the report --
     def report(self, days: int | None) -> dict[str, Any]:
+        """The report from what this process holds: the SQLite ledger, or the fleet ledger's
+        last read, at most ``FLEET_REFRESH`` seconds old (``report_async`` reads the database;
+        the shadow report's field usage, which cannot wait, uses this)."""
         window = days if days is not None else self.config.telemetry.report_days
         now = time.time()
         elements = [ElementInfo.from_config(d) for d in self.config.deprecations]
         usage: list[UsageRow] = []
         observed: dict[str, float] = {}
-        if self.ledger is not None:
+        if isinstance(self.ledger, Ledger):
             usage = self.ledger.usage_since(now - window * 86400)
             observed = self.ledger.observed_in_window((e.id for e in elements), now, window)
+        elif self._fleet is not None:
+            usage, observed = self._fleet.usage, self._fleet.observed
+        return self._report(elements, usage, observed, now, window)
+
+    async def report_async(self, days: int | None) -> dict[str, Any]:
+        """The report the admin API answers: for a fleet ledger, read from the database, the
+        same from every replica (``proxy.core.fleetreport``)."""
+        if not isinstance(self.ledger, PgLedger):
+            return self.report(days)
+        window = days if days is not None else self.config.telemetry.report_days
+        now = time.time()
+        elements = [ElementInfo.from_config(d) for d in self.config.deprecations]
+        fleet = await self.ledger.fleet([e.id for e in elements], now, window)
+        self._fleet = fleet
+        out = self._report(elements, fleet.usage, fleet.observed, now, window)
+        replica = self.ledger.replica
+        out["fleet"] = fleet_json(replica, fleet.replicas, fleet.own_unsent, fleet.own_elements)
+        return hold_undelivered(out, replica, fleet.replicas)
+
+    def _report(
+        self,
+        elements: list[ElementInfo],
+        usage: list[UsageRow],
+        observed: dict[str, float],
+        now: float,
+        window: int,
+    ) -> dict[str, Any]:
         out = report_to_json(build_report(elements, usage, observed, now, window), now, window)
         out["enforcement"] = enforcement_json(self.config.deprecations, now)
         return out

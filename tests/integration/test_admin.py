@@ -135,7 +135,7 @@ class FakeRuntime:
             raise ConfigError(self.reload_error)
         return {"reloaded": self.config.source, **self._summary()}
 
-    def deprecation_report(self, days: int | None) -> dict[str, Any]:
+    async def deprecation_report(self, days: int | None) -> dict[str, Any]:
         self.days = days
         info = ElementInfo(id="user-role", kind="field", element="user.role", deprecated_at=0.0)
         usage = [

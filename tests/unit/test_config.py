@@ -243,6 +243,28 @@ BAD = {
     "report days": ([("telemetry.report_days", 0)], "telemetry.report_days: 0", "positive"),
     "retention": ([("telemetry.retention_days", 7)], "telemetry.retention_days: 7", "report_days"),
     "flush": ([("telemetry.flush_seconds", -2)], "telemetry.flush_seconds: -2", "positive"),
+    "ledger scheme": (
+        [("telemetry.ledger", "mysql://u@db/x")],
+        "telemetry.ledger: 'mysql://u@db/x'",
+        "is not a postgresql:// URL",
+    ),
+    "ledger password hidden": (
+        [("telemetry.ledger", "postgresql://u:s3cret@/x")],
+        "telemetry.ledger: 'postgresql://u:***@/x'",
+        "names no host",
+    ),
+    "ledger database": (
+        [("telemetry.ledger", "postgresql://u@db:5432")],
+        "telemetry.ledger: 'postgresql://u@db:5432'",
+        "names no database",
+    ),
+    "ledger port": (
+        [("telemetry.ledger", "postgresql://u@db:99999/x")],
+        "telemetry.ledger: 'postgresql://u@db:99999/x'",
+        "is not a URL",
+    ),
+    "replica": ([("telemetry.replica", "")], "telemetry.replica: ''", "printable"),
+    "spool": ([("telemetry.spool_max_rows", 10)], "telemetry.spool_max_rows: 10", "below 1000"),
     # -- rollout steps
     "no steps": ([("rollout.steps", [])], "rollout.steps: []", "is empty"),
     "step zero": ([("rollout.steps", [0, 100])], "rollout.steps[0]: 0", "(0, 100]"),
@@ -624,3 +646,8 @@ def test_unexpected_exception_becomes_config_error(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr("proxy.config.checks.check", broken)
     assert error(BASE) == f"{SRC}: cannot check this config (RuntimeError: bug)"
+
+
+def test_a_ledger_urls_password_never_shows_in_an_error() -> None:
+    message = error(changed(("telemetry.ledger", "postgres://u:s3cret@db:5432")))
+    assert "s3cret" not in message and "telemetry.ledger: 'postgres://u:***@db:5432'" in message
