@@ -8,7 +8,6 @@ bad value. NaN and infinities fail every numeric check: each one tests finitenes
 
 from __future__ import annotations
 
-import datetime as dt
 import ipaddress
 import math
 import re
@@ -16,57 +15,22 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from proxy.config.deprecation_checks import deprecation_problems
 from proxy.config.ledger_checks import ledger_problems
 from proxy.config.log_checks import logging_problems
 from proxy.config.secrets import HIDDEN, secret_bytes, secret_problem
 from proxy.config.shadow_checks import shadow_problems
-from proxy.schema import AdminConfig, Config, DeprecationConfig
+from proxy.config.values import dotted, show
+from proxy.schema import AdminConfig, Config
 
 RELEASE_NAME = re.compile(r"[a-z][a-z0-9_-]*")
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 section 5.6.2: token
 _HOST_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
 _HOSTNAME = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?")
 _PORT = re.compile(r"[0-9]{1,5}")
-_PLAIN_KEY = re.compile(r"[\w-]+")
-ZERO = dt.timedelta(0)
 # Keys whose values no message shows (they are replaced by HIDDEN).
 SECRETS = frozenset({"admin.token", "admin.read_token", "clients.api_key_secret"})
 INT64 = 2**63  # integers are kept in SQLite and written as JSON: both stop at 64 bits
-
-
-def dotted(*path: str | int) -> str:
-    """``traffic.weights.green``; list indexes ``[0]``; odd keys quoted: ``pins['a b']``."""
-    text = ""
-    for key in path:
-        if isinstance(key, int) or not _PLAIN_KEY.fullmatch(key):
-            text += f"[{key!r}]"
-        else:
-            text += f".{key}" if text else key
-    return text
-
-
-def show(value: Any) -> str:
-    """A value as the user wrote it, near enough: YAML words for null/booleans, short."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    if isinstance(value, int) and value.bit_length() > 256:  # str() of 4300+ digits raises
-        return f"an integer of about {math.floor(math.log10(abs(value))) + 1} digits"
-    if isinstance(value, dt.datetime) and value.time() == dt.time() and value.utcoffset() == ZERO:
-        return value.date().isoformat()
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, list):
-        text = "[" + ", ".join(show(item) for item in value[:20]) + "]"
-    elif isinstance(value, dict):
-        items = list(value.items())[:20]
-        text = "{" + ", ".join(f"{dotted(str(k))}: {show(v)}" for k, v in items) + "}"
-    else:
-        text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def split_host_port(text: str, any_port: bool = False) -> tuple[str, int]:
@@ -216,7 +180,8 @@ def check(cfg: Config) -> list[str]:
             cfg.telemetry.retention_days,
             f"is shorter than telemetry.report_days ({show(cfg.telemetry.report_days)})",
         )
-    _check_deprecations(out, cfg.deprecations)
+    for path, value, problem in deprecation_problems(cfg.deprecations):
+        out.add(path, value, problem)
     for path, value, problem in (
         *shadow_problems(cfg),
         *logging_problems(cfg),
@@ -378,78 +343,3 @@ def _check_steps(out: _Problems, steps: list[float]) -> None:
             )
     if steps[-1] != 100:
         out.add("rollout.steps", steps, "does not end at 100")
-
-
-def _check_deprecations(out: _Problems, deprecations: list[DeprecationConfig]) -> None:
-    if not deprecations:
-        return
-    from proxy.core.jsonpaths import parse_path
-    from proxy.core.rules import KINDS, parse_route  # imported when needed
-
-    first: dict[str, int] = {}
-    for i, dep in enumerate(deprecations):
-        at = f"deprecations[{i}]"
-        if not dep.id.strip():
-            out.add(f"{at}.id", dep.id, "is empty")
-        elif dep.id in first:
-            out.add(f"{at}.id", dep.id, f"is a duplicate of deprecations[{first[dep.id]}].id")
-        first.setdefault(dep.id, i)
-        kinds = [kind for kind in KINDS if getattr(dep, kind) is not None]
-        if len(kinds) != 1:
-            which = " and ".join(kinds) if kinds else "none"
-            out.add(at, dep.id, f"sets {which}; set exactly one of {', '.join(KINDS)}")
-        if dep.endpoint is not None and dep.on is not None:
-            out.add(f"{at}.on", dep.on, "is not allowed beside endpoint, which names its route")
-        checks: tuple[tuple[str, Callable[[str], object], str], ...] = (
-            ("field", parse_path, "is not a JSON path"),
-            ("request_field", parse_path, "is not a JSON path"),
-            ("endpoint", parse_route, 'is not a route ("METHOD /path" or "/path")'),
-            ("on", parse_route, 'is not a route ("METHOD /path" or "/path")'),
-        )
-        for key, parse, problem in checks:
-            text = getattr(dep, key)
-            if text is not None:
-                try:
-                    parse(text)
-                except ValueError as exc:
-                    out.add(f"{at}.{key}", text, f"{problem}: {exc}")
-        if dep.endpoint is not None and not dep.endpoint.strip().startswith(("/", "*")):
-            if " " not in dep.endpoint.strip():
-                out.add(f"{at}.endpoint", dep.endpoint, 'has no path (expected "METHOD /path")')
-        if dep.param is not None and not dep.param:
-            out.add(f"{at}.param", dep.param, "is empty")
-        if dep.sunset is not None and dep.sunset < dep.deprecated:
-            out.add(
-                f"{at}.sunset",
-                dep.sunset,
-                f"is earlier than deprecated ({show(dep.deprecated)})"
-                "; RFC 9745 section 4 and RFC 8594 forbid a sunset before the deprecation",
-            )
-        for key in ("link", "sunset_link"):
-            link = getattr(dep, key)
-            if link is not None and not _is_absolute_http(link):
-                out.add(f"{at}.{key}", link, "is not an absolute http(s) URL")
-        _check_enforcement(out, at, dep)
-
-
-def _check_enforcement(out: _Problems, at: str, dep: DeprecationConfig) -> None:
-    from proxy.core.enforcement import brownout_problems  # imported when needed
-
-    if dep.enforce == "after_sunset" and dep.sunset is None:
-        out.add(f"{at}.enforce", dep.enforce, "needs a sunset (deprecations[].sunset)")
-    for j, window in enumerate(dep.brownouts):
-        for key, value, problem in brownout_problems(window):
-            out.add(f"{at}.brownouts[{j}].{key}", value, problem)
-    for j, client in enumerate(dep.exempt):
-        if not client.strip():
-            out.add(f"{at}.exempt[{j}]", client, "is empty (a client id)")
-
-
-def _is_absolute_http(url: str) -> bool:
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        return False
-    printable = url.isprintable() and not any(c.isspace() for c in url)
-    return printable and parts.scheme.lower() in ("http", "https") and bool(parts.hostname)

@@ -33,7 +33,8 @@ import msgspec
 
 from proxy.config import checks as config_checks
 from proxy.config import secrets as api_keys
-from proxy.config.checks import SECRETS, dotted, show
+from proxy.config.checks import SECRETS
+from proxy.config.values import dotted, show
 from proxy.config.yaml_loader import MAX_DEPTH, load_yaml, scalar_value
 from proxy.core.routing import TrafficState
 from proxy.errors import ConfigError

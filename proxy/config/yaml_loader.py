@@ -24,7 +24,7 @@ import yaml
 from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from proxy.config.checks import dotted, show
+from proxy.config.values import dotted, show
 from proxy.errors import ConfigError
 
 MAX_DEPTH = 64

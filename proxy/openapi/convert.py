@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from proxy.config.checks import dotted
+from proxy.config.values import dotted
 from proxy.core.jsonpaths import parse_path
 from proxy.core.rules import parse_route
 from proxy.openapi.schemas import Refs, Where, deprecated_paths, path_text

@@ -24,7 +24,7 @@ import orjson
 from referencing import Resource
 from referencing.exceptions import NoSuchResource
 
-from proxy.config.checks import dotted
+from proxy.config.values import dotted
 from proxy.config.yaml_loader import load_yaml
 from proxy.errors import ConfigError
 from proxy.openapi.convert import convert

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from proxy.config.checks import dotted
+from proxy.config.values import dotted
 from proxy.openapi.convert import Element
 
 DEPRECATED_KEYS = ("x-deprecated-at", "x-deprecation-date")

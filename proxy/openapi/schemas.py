@@ -27,7 +27,7 @@ from urllib.parse import unquote, urldefrag, urljoin
 from referencing import Registry, Resource
 from referencing.exceptions import Unresolvable
 
-from proxy.config.checks import dotted
+from proxy.config.values import dotted
 from proxy.core.jsonpaths import ANY, EACH, KEY, Step
 from proxy.errors import ConfigError
 

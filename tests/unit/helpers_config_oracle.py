@@ -25,8 +25,8 @@ from typing import Any
 import msgspec
 import yaml
 
-from proxy.config.checks import show
 from proxy.config.load import parse_config
+from proxy.config.values import show
 from proxy.errors import ConfigError
 from proxy.schema import Config
 from tests.unit.helpers_config_fuzz import ENV, dump
