@@ -184,6 +184,16 @@ class JournalConfig(_Frozen, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     flush_seconds: float = 0.2  # batch interval (at most 1 s: an entry is on disk by then)
 
 
+class CoordinationConfig(_Frozen, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A fleet's shared traffic state in Redis (``proxy.fleet``); absent: standalone."""
+
+    redis: str  # redis://[user:password@]host:port/db (rediss:// for TLS); never logged whole
+    key: str = "switchback"  # prefix of every Redis key this fleet uses
+    replica: str | None = None  # this replica's id in the fleet view; default hostname:port
+    lease_seconds: float = 3.0  # the leader's lease: a new leader takes over once it lapses
+    poll_seconds: float = 1.0  # read the shared state this often even without a notice
+
+
 class Config(_Frozen, frozen=True, kw_only=True):
     listen: str = "127.0.0.1:8080"
     admin: AdminConfig = msgspec.field(default_factory=AdminConfig)
@@ -200,5 +210,6 @@ class Config(_Frozen, frozen=True, kw_only=True):
     shadow: ShadowConfig | None = None
     fields: FieldsConfig = msgspec.field(default_factory=FieldsConfig)
     journal: JournalConfig = msgspec.field(default_factory=JournalConfig)
+    coordination: CoordinationConfig | None = None
     # Where the config came from (set by the loader, not read from YAML).
     source: str = "<memory>"

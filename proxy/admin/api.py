@@ -5,7 +5,7 @@ Who may do what (``Authorization: Bearer <token>``, tokens compared in constant 
     GET /healthz, /readyz                  always open (liveness and readiness probes)
     GET /status, /metrics, /deprecations,  open while admin.listen is loopback and no
         /shadow (the diff report),         admin.read_token is set; otherwise admin.token or
-        /journal                           admin.read_token (these reads name clients)
+        /journal, /fleet                   admin.read_token (these reads name clients)
     every other method                     admin.token; the read token never allows a change
 
 With no token configured, writes are accepted only from loopback peers (the config loader
@@ -60,6 +60,8 @@ class AdminRuntime(Protocol):
 
     def status(self) -> dict[str, Any]: ...
 
+    async def fleet(self) -> dict[str, Any]: ...  # every replica of the fleet (proxy.fleet)
+
     def set_weights(self, weights: dict[str, float]) -> dict[str, Any]: ...  # InvalidInput
 
     def rollback(self, reason: str) -> dict[str, Any]: ...
@@ -100,6 +102,7 @@ def make_admin_app(runtime: AdminRuntime) -> web.Application:
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/status", _status)
+    app.router.add_get("/fleet", _fleet)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/deprecations", _deprecations)
     app.router.add_get("/shadow", _shadow)
@@ -230,6 +233,10 @@ async def _readyz(request: web.Request) -> web.Response:
 
 async def _status(request: web.Request) -> web.Response:
     return json_response(request.app[RUNTIME].status())
+
+
+async def _fleet(request: web.Request) -> web.Response:
+    return json_response(await request.app[RUNTIME].fleet())
 
 
 async def _metrics(request: web.Request) -> web.Response:

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from proxy.deprecation.fields import FieldsMetrics
 from proxy.deprecation.metrics import DeprecationMetrics
+from proxy.fleet.metrics import FleetMetrics
 from proxy.journal.metrics import JournalMetrics
 from proxy.metric_tables import CounterTable
 from proxy.shadow.metrics import ShadowMetrics
@@ -110,3 +111,4 @@ class Metrics:
         self.shadow = ShadowMetrics(self.registry)
         self.fields = FieldsMetrics(self.registry)
         self.journal = JournalMetrics(self.registry)
+        self.fleet = FleetMetrics(self.registry)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from proxy.config.coordination_checks import coordination_problems
 from proxy.config.secrets import HIDDEN, secret_bytes, secret_problem
 from proxy.config.shadow_checks import shadow_problems
 from proxy.schema import AdminConfig, Config, DeprecationConfig
@@ -215,7 +216,7 @@ def check(cfg: Config) -> list[str]:
             f"is shorter than telemetry.report_days ({show(cfg.telemetry.report_days)})",
         )
     _check_deprecations(out, cfg.deprecations)
-    for path, value, problem in shadow_problems(cfg):
+    for path, value, problem in [*shadow_problems(cfg), *coordination_problems(cfg)]:
         out.add(path, value, problem)
     _check_fields(out, cfg)
     return out

@@ -153,7 +153,7 @@ Switchback {base}   admin {admin}   {releases}
   curl -i -H 'X-Client-Id: web-app' {base}/users/1          # Deprecation, Sunset, Link headers
   curl -i -H 'X-Client-Id: web-app' '{base}/users?sort_by=name'
   curl -i -H 'X-Client-Id: web-app' {base}/v0/users/1        # a deprecated endpoint
-  curl -i -H 'X-Client-Id: web-app' -H 'X-Fields: user(id,name)' {base}/users/1  # only what it reads
+  curl -i -H 'X-Client-Id: web-app' -H 'X-Fields: user(id,name)' {base}/users/1  # what it reads
   curl -i -H 'X-Release: {minor}' {base}/users/1               # ask for a release by name
   curl -s {admin}/status
   curl -s {admin}/metrics | grep switchback_
