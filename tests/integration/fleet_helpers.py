@@ -56,10 +56,20 @@ class RedisServer:
         assert REDIS_SERVER is not None, "redis-server is required (SWITCHBACK_REQUIRE_REDIS)"
         self.directory.mkdir(parents=True, exist_ok=True)
         self.proc = await asyncio.create_subprocess_exec(
-            REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", str(self.directory),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
+            REDIS_SERVER,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.directory),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
         client = aioredis.Redis.from_url(self.url, socket_connect_timeout=0.5)
         try:
             async with asyncio.timeout(10):
@@ -108,10 +118,15 @@ class Fleet:
 
     async def add(self, name: str, extra: dict[str, Any] | None = None) -> ProxyProcess:
         cfg: dict[str, Any] = {
-            "coordination": {"redis": self.redis_url, "key": "switchback:test",
-                             "replica": name, "lease_seconds": 1.0, "poll_seconds": 0.5},
+            "coordination": {
+                "redis": self.redis_url,
+                "key": "switchback:test",
+                "replica": name,
+                "lease_seconds": 1.0,
+                "poll_seconds": 0.5,
+            },
             "traffic": {"override_header": "X-Release"},
-        }  # fmt: skip
+        }
         for key, value in (extra or {}).items():
             cfg[key] = {**cfg.get(key, {}), **value} if isinstance(value, dict) else value
         d = self.base / name
@@ -165,11 +180,16 @@ async def wait_all(
 
 async def wait_link(replicas: list[ProxyProcess], state: str, timeout: float = 15.0) -> None:
     for proxy in replicas:
-        await poll(lambda p=proxy: metrics(p), lambda m: link(m) == state, timeout,
-                   f"coordination {state} on {proxy.url}")  # fmt: skip
+        await poll(
+            lambda p=proxy: metrics(p),
+            lambda m: link(m) == state,
+            timeout,
+            f"coordination {state} on {proxy.url}",
+        )
 
 
 async def leader_of(proxy: ProxyProcess, timeout: float = 15.0) -> str:
-    view = await poll(lambda: fleet_view(proxy), lambda v: bool(v.get("leader")), timeout,
-                      "a leader")  # fmt: skip
+    view = await poll(
+        lambda: fleet_view(proxy), lambda v: bool(v.get("leader")), timeout, "a leader"
+    )
     return str(view["leader"])

@@ -70,8 +70,9 @@ async def test_a_change_on_one_replica_reaches_every_replica(fleet: Fleet) -> No
     await call(r[1], "PUT", "/traffic", {"weights": {"green": 30}})
     await wait_all(r, lambda s: green_weight(s) == 30, "green at 30%")
     # The CLI on a third replica: an instant rollback, followed by every replica.
-    proc = await run_switchback("rollback", "--admin", r[2].admin, "--token", TOKEN,
-                                "--reason", "bad deploy")  # fmt: skip
+    proc = await run_switchback(
+        "rollback", "--admin", r[2].admin, "--token", TOKEN, "--reason", "bad deploy"
+    )
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()
     found = await wait_all(
@@ -105,8 +106,12 @@ async def test_a_rollout_advances_on_the_fleets_sum_of_traffic(fleet: Fleet) -> 
 
     tasks = [asyncio.create_task(load(i)) for i in range(3)]
     try:
-        await call(r[2], "POST", "/rollout", {"steps": [10, 100], "step_seconds": 3,
-                                              "min_requests": 25, "auto_promote": True})  # fmt: skip
+        await call(
+            r[2],
+            "POST",
+            "/rollout",
+            {"steps": [10, 100], "step_seconds": 3, "min_requests": 25, "auto_promote": True},
+        )
         await wait_all(r, lambda s: s["rollout"]["state"] == "promoted", "promotion", 40)
     finally:
         stop.set()
@@ -115,8 +120,12 @@ async def test_a_rollout_advances_on_the_fleets_sum_of_traffic(fleet: Fleet) -> 
         times = sent[i]
         most = max((sum(1 for u in times if t - 4 < u <= t) for t in times), default=0)
         assert most < 25, f"replica {i} sent {most} green requests in 4 s"
-    passed = [int(m[1]) for p in r for line in p.log
-              if (m := re.search(r"passed \(.* over (\d+) requests\)", line))]  # fmt: skip
+    passed = [
+        int(m[1])
+        for p in r
+        for line in p.log
+        if (m := re.search(r"passed \(.* over (\d+) requests\)", line))
+    ]
     assert passed and min(passed) >= 25, passed
     assert {s["stable"] for s in await asyncio.gather(*(status(p) for p in r))} == {"green"}
 
@@ -128,8 +137,12 @@ async def test_the_leader_fails_over_when_killed(fleet: Fleet) -> None:
     victim.proc.kill()  # SIGKILL: no chance to hand the lease over
     await victim.proc.wait()
     alive = [p for p in r if p is not victim]
-    view = await poll(lambda: fleet_view(alive[0]),
-                      lambda v: v.get("leader") not in (None, first), 15, "a new leader")  # fmt: skip
+    view = await poll(
+        lambda: fleet_view(alive[0]),
+        lambda v: v.get("leader") not in (None, first),
+        15,
+        "a new leader",
+    )
     assert view["leader"] in {"r0", "r1", "r2"} - {first}
     leaders = [sample(await metrics(p), "switchback_coordination_leader") for p in alive]
     assert sorted(leaders) == [0, 1]
@@ -139,8 +152,12 @@ async def test_fail_static_and_reconciliation(
     switch_fleet: Fleet, redis_server: RedisServer, green_switch: SwitchableRelease
 ) -> None:
     r = await switch_fleet.start(3)
-    await call(r[0], "POST", "/rollout", {"steps": [20, 100], "step_seconds": 1,
-                                          "min_requests": 1, "auto_promote": True})  # fmt: skip
+    await call(
+        r[0],
+        "POST",
+        "/rollout",
+        {"steps": [20, 100], "step_seconds": 1, "min_requests": 1, "auto_promote": True},
+    )
     await call(r[0], "POST", "/rollout/pause")
     await wait_all(r, lambda s: s["rollout"]["state"] == "paused", "paused everywhere")
     await redis_server.stop()
@@ -148,9 +165,12 @@ async def test_fail_static_and_reconciliation(
     # Redis is away: r0 resumes (locally); nothing advances, although its steps are due.
     await call(r[0], "POST", "/rollout/resume")
     errors = sample(await metrics(r[0]), "switchback_coordination_errors_total")
-    await poll(lambda: metrics(r[0]),
-               lambda m: sample(m, "switchback_coordination_errors_total") >= errors + 10,
-               20, "ten more failed calls to Redis")  # fmt: skip
+    await poll(
+        lambda: metrics(r[0]),
+        lambda m: sample(m, "switchback_coordination_errors_total") >= errors + 10,
+        20,
+        "ten more failed calls to Redis",
+    )
     for p in r:
         s = await status(p)
         assert green_weight(s) == 20 and s["stable"] == "blue", s
@@ -169,9 +189,12 @@ async def test_fail_static_and_reconciliation(
     await wait_link(r, "connected")
     found = await wait_all(r, lambda s: s["rollout"]["state"] == "rolled_back", "rolled back")
     assert {green_weight(s) for s in found} == {0.0}
-    await poll(lambda: asyncio.gather(*(metrics(p) for p in r)),
-               lambda ms: len({sample(m, "switchback_state_version") for m in ms}) == 1,
-               15, "one version everywhere")  # fmt: skip
+    await poll(
+        lambda: asyncio.gather(*(metrics(p) for p in r)),
+        lambda ms: len({sample(m, "switchback_state_version") for m in ms}) == 1,
+        15,
+        "one version everywhere",
+    )
 
 
 async def test_a_stale_write_is_refused(fleet: Fleet, redis_server: RedisServer) -> None:
@@ -183,8 +206,12 @@ async def test_a_stale_write_is_refused(fleet: Fleet, redis_server: RedisServer)
     await wait_all(r, lambda s: green_weight(s) == 10, "green at 10%")
     store = Store(redis_server.url, "switchback:test")
     try:
-        now = await poll(store.read, lambda st: st is not None and st.weights["green"] == 10,
-                         10, "the change in Redis")  # fmt: skip
+        now = await poll(
+            store.read,
+            lambda st: st is not None and st.weights["green"] == 10,
+            10,
+            "the change in Redis",
+        )
         assert now is not None
         stale = SharedState(
             **{
