@@ -13,9 +13,12 @@ leader took); ``shared`` is what Redis holds (None: nothing, e.g. a Redis that r
 empty). The rule, first match wins:
 
 1. Nothing shared: write the local state (the first replica seeds the fleet; after Redis lost
-   its data, the replicas' state, the newest there is, comes back).
-2. In step (not dirty): a newer shared version is adopted; the same one is kept; an older one
-   (Redis restored from an old copy) is overwritten with the local state: the newest wins.
+   its data, the replicas' state comes back). A replica in step seeds its version as it was
+   (at least 1), a dirty one the next: so after a restart of Redis a change made while it was
+   away is newer than the state every other replica still holds, whoever writes first.
+2. In step (not dirty): a newer shared version is adopted; the same one is kept, or adopted
+   when it says something else (replicas that started on different local states); an older
+   one (Redis restored from an old copy) is overwritten with the local state: newest wins.
 3. Dirty, and the shared version has not moved past the one the change started from: write it.
 4. Dirty, the shared version moved on meanwhile (another replica wrote first, or wrote while
    this one was cut off from Redis): the local change is stale and is not written, except a
@@ -25,7 +28,7 @@ empty). The rule, first match wins:
    shared state already has that release out of traffic, or has since promoted it to stable
    (a newer decision of the fleet), the shared state is adopted.
 
-Writes always carry ``version = max(local, shared) + 1`` and expect the shared version read.
+Other writes carry ``version = max(local, shared) + 1`` and expect the shared version read.
 """
 
 from __future__ import annotations
@@ -82,12 +85,15 @@ def reconcile(
 ) -> Action:
     """The rule of the module docstring."""
     if shared is None:
-        return _write(local, 0, local.version, now, writer, "seeded")
+        base = local.version if dirty else max(0, local.version - 1)
+        return _write(local, 0, base, now, writer, "seeded")
     if not dirty:
         if shared.version > local.version:
             return Action(do="adopt", outcome="adopted", state=shared)
         if shared.version == local.version:
-            return Action(do="keep", outcome="kept")
+            if shared.same_traffic(local):
+                return Action(do="keep", outcome="kept")
+            return Action(do="adopt", outcome="adopted", state=shared)
         return _write(local, shared.version, local.version, now, writer, "written")
     if shared.version <= local.version:
         return _write(local, shared.version, local.version, now, writer, "written")

@@ -37,9 +37,22 @@ def test_nothing_shared_seeds_the_fleet_with_the_local_state() -> None:
     assert (a.state.written_by, a.state.written_at) == ("r0", NOW)
 
 
-def test_after_a_redis_restart_the_newest_state_comes_back_with_a_higher_version() -> None:
+def test_after_a_redis_restart_a_replica_in_step_seeds_its_own_version() -> None:
     a = reconcile(state(7, 20), False, None, NOW, "r0")
-    assert a.state is not None and a.state.version == 8 and a.expect == 0
+    assert a.state is not None and a.state.version == 7 and a.expect == 0
+
+
+def test_after_a_redis_restart_a_change_made_meanwhile_wins_whoever_seeds_first() -> None:
+    changed = rolled_back(7)  # rolled back while Redis was away
+    first = reconcile(changed, True, None, NOW, "r0")  # r0 seeds first: version 8
+    assert first.state is not None and first.state.version == 8
+    assert reconcile(state(7, 20), False, first.state, NOW, "r1").state == first.state
+    other = reconcile(state(7, 20), False, None, NOW, "r1")  # r1 seeds first: version 7
+    assert other.state is not None
+    later = reconcile(changed, True, other.state, NOW, "r0")
+    assert (later.do, later.expect) == ("write", 7)
+    assert later.state is not None and later.state.version == 8
+    assert later.state.rollout.state == "rolled_back"
 
 
 def test_an_older_local_version_adopts_the_shared_one() -> None:
@@ -50,6 +63,13 @@ def test_an_older_local_version_adopts_the_shared_one() -> None:
 
 def test_in_step_keeps() -> None:
     assert reconcile(state(5, 50), False, state(5, 50), NOW, "r1").do == "keep"
+
+
+def test_the_same_version_saying_something_else_is_adopted() -> None:
+    # Two replicas that started on different states (version 0, or 1 after seeding).
+    shared = state(1, 50)
+    a = reconcile(state(1, 10), False, shared, NOW, "r1")
+    assert (a.do, a.state) == ("adopt", shared)
 
 
 def test_a_shared_state_older_than_the_local_one_is_overwritten() -> None:
