@@ -352,6 +352,7 @@ class Runtime:
             "ledger": self.telemetry.ledger.health() if self.telemetry.ledger else None,
             "enforcement": enforcement_json(self.config.deprecations, time.time()),
             "journal": self.journal.health(),
+            "coordination": self.fleet_link.summary() if self.fleet_link else None,
         }
 
     async def fleet(self) -> dict[str, Any]:

@@ -281,6 +281,11 @@ class Coordinator:
                     in_flight=self.in_flight(), leader=self.leading,
                     connected=self.connected, dirty=self.dirty)  # fmt: skip
 
+    def summary(self) -> dict[str, Any]:
+        """This replica's link, for ``GET /status``."""
+        return {"replica": self.replica, "key": self.cfg.key, "connected": self.connected,
+                "leader": self.leading, "version": self.version, "dirty": self.dirty}  # fmt: skip
+
     async def view(self) -> dict[str, Any]:
         """The fleet as Redis holds it: every replica seen in the last minute."""
         now = time.time()

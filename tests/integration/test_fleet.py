@@ -88,8 +88,8 @@ async def test_a_change_on_one_replica_reaches_every_replica(fleet: Fleet) -> No
 
 
 async def test_a_rollout_advances_on_the_fleets_sum_of_traffic(fleet: Fleet) -> None:
-    # 25 candidate requests are needed per 3 s window; each replica gets about 4 a second
-    # (12 a window, never enough alone), the three together about 36.
+    # 25 candidate requests are needed in the 4 s window; each replica gets at most 4 a second
+    # (16 a window, never enough alone), the three together about 40.
     r = await fleet.start(3)
     await leader_of(r[0])
     sent: dict[int, list[float]] = {i: [] for i in range(3)}
@@ -110,7 +110,7 @@ async def test_a_rollout_advances_on_the_fleets_sum_of_traffic(fleet: Fleet) -> 
             r[2],
             "POST",
             "/rollout",
-            {"steps": [10, 100], "step_seconds": 3, "min_requests": 25, "auto_promote": True},
+            {"steps": [10, 100], "step_seconds": 4, "min_requests": 25, "auto_promote": True},
         )
         await wait_all(r, lambda s: s["rollout"]["state"] == "promoted", "promotion", 40)
     finally:
@@ -118,8 +118,8 @@ async def test_a_rollout_advances_on_the_fleets_sum_of_traffic(fleet: Fleet) -> 
         await asyncio.gather(*tasks)
     for i in range(3):  # no replica alone ever had enough to judge
         times = sent[i]
-        most = max((sum(1 for u in times if t - 4 < u <= t) for t in times), default=0)
-        assert most < 25, f"replica {i} sent {most} green requests in 4 s"
+        most = max((sum(1 for u in times if t - 5 < u <= t) for t in times), default=0)
+        assert most < 25, f"replica {i} sent {most} green requests in 5 s"
     passed = [
         int(m[1])
         for p in r
@@ -178,11 +178,19 @@ async def test_fail_static_and_reconciliation(
             assert resp.status == 200
     # A breach on r0 alone rolls back there at once, Redis or not.
     green_switch.status = 500
+
+    async def failing(session: aiohttp.ClientSession) -> dict[str, Any]:
+        async with session.get(r[0].url + "/x", headers={"X-Release": "green"}) as resp:
+            await resp.read()
+        return await status(r[0])
+
     async with aiohttp.ClientSession() as session:
-        for _ in range(5):
-            async with session.get(r[0].url + "/x", headers={"X-Release": "green"}) as resp:
-                await resp.read()
-    await wait_all(r[:1], lambda s: s["rollout"]["state"] == "rolled_back", "r0 rolled back")
+        await poll(
+            lambda: failing(session),
+            lambda s: s["rollout"]["state"] == "rolled_back",
+            15,
+            "r0 rolled back",
+        )
     assert (await status(r[1]))["rollout"]["state"] in ("ramping", "paused")
     # Redis returns, empty: nobody is left behind, and the rollback wins.
     await redis_server.start()
