@@ -85,6 +85,13 @@ async def test_a_change_on_one_replica_reaches_every_replica(fleet: Fleet) -> No
     view = await poll(lambda: fleet_view(r[0]), lambda v: v["agree"], 10, "replicas agree")
     assert [row["replica"] for row in view["replicas"]] == ["r0", "r1", "r2"]
     assert view["versions"] == [versions[0]]
+    proc = await run_switchback("status", "--fleet", "--admin", r[1].admin, "--token", TOKEN)
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    lines = out.decode().splitlines()
+    assert "connected" in lines[0] and "redis://127.0.0.1:" in lines[0]
+    assert [line.split()[0] for line in lines[1:]] == ["r0", "r1", "r2"]
+    assert "[this]" in lines[2]
 
 
 async def test_a_rollout_advances_on_the_fleets_sum_of_traffic(fleet: Fleet) -> None:
