@@ -79,8 +79,14 @@ async def test_a_change_on_one_replica_reaches_every_replica(fleet: Fleet) -> No
         r, lambda s: s["out_of_service"] == "green" and green_weight(s) == 0, "the rollback"
     )
     assert {s["rollout"]["reason"] for s in found} == {"bad deploy"}
-    versions = [sample(await metrics(p), "switchback_state_version") for p in r]
-    assert len(set(versions)) == 1 and versions[0] >= 2
+    found_metrics = await poll(
+        lambda: asyncio.gather(*(metrics(p) for p in r)),
+        lambda ms: len({sample(m, "switchback_state_version") for m in ms}) == 1,
+        10,
+        "one version everywhere",
+    )
+    versions = [sample(m, "switchback_state_version") for m in found_metrics]
+    assert versions[0] >= 2
     # The fleet view: every replica, once their heartbeats carry the new version.
     view = await poll(lambda: fleet_view(r[0]), lambda v: v["agree"], 10, "replicas agree")
     assert [row["replica"] for row in view["replicas"]] == ["r0", "r1", "r2"]
