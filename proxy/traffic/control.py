@@ -11,6 +11,10 @@ force in memory, the failure is logged and counted, ``summary()`` says ``persist
 with the error, and ``retry_persist`` (called by the runtime's ticker) writes the state in
 force once the disk takes it again. A saved state that cannot be used stops start-up
 (``StateError``); only an operator sets it aside.
+
+In a fleet (``proxy.fleet``), ``on_change`` hears of every change made here, ``decide_tick``
+decides the rollout's ticks (on the fleet's figures), and ``adopt`` puts in force a state
+another replica wrote. Standalone, all three stay unused.
 """
 
 from __future__ import annotations
