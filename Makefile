@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint imports typecheck unit bench soak fuzz clean
+.PHONY: demo test lint imports typecheck unit bench bench-fleet soak fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ test: lint imports typecheck
 BENCH_ARGS ?=
 bench: $(STAMP)
 	$(BIN)/python loadtest/bench.py $(BENCH_ARGS)
+
+# Three replicas and a real Redis: rollback propagation, leader failover, Redis restarts
+# (loadtest/README.md, "A fleet"). Needs redis-server.
+FLEET_ARGS ?=
+bench-fleet: $(STAMP)
+	$(BIN)/python loadtest/fleet.py $(FLEET_ARGS)
 
 # The soak test for a minute (make test runs it for 10 s); figures in loadtest/results/.
 soak: $(STAMP)

@@ -198,6 +198,16 @@ class LoggingConfig(_Frozen, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     buffer: int = 10_000  # lines waiting for the writer; beyond it, dropped and counted
 
 
+class CoordinationConfig(_Frozen, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A fleet's shared traffic state in Redis (``proxy.fleet``); absent: standalone."""
+
+    redis: str  # redis://[user:password@]host:port/db (rediss:// for TLS); never logged whole
+    key: str = "switchback"  # prefix of every Redis key this fleet uses
+    replica: str | None = None  # this replica's id in the fleet view; default hostname:port
+    lease_seconds: float = 3.0  # the leader's lease: a new leader takes over once it lapses
+    poll_seconds: float = 1.0  # read the shared state this often even without a notice
+
+
 class Config(_Frozen, frozen=True, kw_only=True):
     listen: str = "127.0.0.1:8080"
     admin: AdminConfig = msgspec.field(default_factory=AdminConfig)
@@ -215,5 +225,6 @@ class Config(_Frozen, frozen=True, kw_only=True):
     fields: FieldsConfig = msgspec.field(default_factory=FieldsConfig)
     journal: JournalConfig = msgspec.field(default_factory=JournalConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
+    coordination: CoordinationConfig | None = None
     # Where the config came from (set by the loader, not read from YAML).
     source: str = "<memory>"

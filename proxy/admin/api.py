@@ -7,8 +7,8 @@ Who may do what (``Authorization: Bearer <token>``, tokens compared in constant 
                                            form and a session cookie (proxy.admin.page_routes)
     GET /status, /metrics, /deprecations,  open while admin.listen is loopback and no
         /shadow (the diff report),         admin.read_token is set; otherwise admin.token or
-        /journal, /status/history,         admin.read_token (these reads name clients)
-        /events
+        /journal, /fleet,                  admin.read_token (these reads name clients)
+        /status/history, /events
     every other method                     admin.token; the read token never allows a change
 
 With no token configured, writes are accepted only from loopback peers (the config loader
@@ -77,6 +77,7 @@ class AdminRuntime(Protocol):
     def status_history(self) -> dict[str, Any]: ...  # window snapshots, oldest first
 
     def recent_events(self) -> dict[str, Any]: ...  # rollbacks, refused reloads, refusals
+    async def fleet(self) -> dict[str, Any]: ...  # every replica of the fleet (proxy.fleet)
 
     def set_weights(self, weights: dict[str, float]) -> dict[str, Any]: ...  # InvalidInput
 
@@ -124,6 +125,7 @@ def make_admin_app(runtime: AdminRuntime) -> web.Application:
     app.router.add_get("/status/history", _status_history)
     app.router.add_get("/events", _events)
     app.router.add_get("/openapi.json", _openapi)
+    app.router.add_get("/fleet", _fleet)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/deprecations", _deprecations)
     app.router.add_get("/shadow", _shadow)
@@ -267,6 +269,10 @@ async def _events(request: web.Request) -> web.Response:
 
 async def _openapi(request: web.Request) -> web.Response:
     return json_response(openapi_document())
+
+
+async def _fleet(request: web.Request) -> web.Response:
+    return json_response(await request.app[RUNTIME].fleet())
 
 
 async def _metrics(request: web.Request) -> web.Response:

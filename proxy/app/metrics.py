@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from proxy.deprecation.fields import FieldsMetrics
 from proxy.deprecation.metrics import DeprecationMetrics
+from proxy.fleet.metrics import FleetMetrics
 from proxy.journal.metrics import JournalMetrics
 from proxy.logs.metrics import LogMetrics
 from proxy.metric_tables import CounterTable
@@ -112,3 +113,4 @@ class Metrics:
         self.fields = FieldsMetrics(self.registry)
         self.journal = JournalMetrics(self.registry)
         self.logs = LogMetrics(self.registry)
+        self.fleet = FleetMetrics(self.registry)

@@ -35,6 +35,8 @@ from proxy.deprecation.fields import fields_step
 from proxy.deprecation.step import FOUND, DeprecationStep
 from proxy.deprecation.telemetry import Telemetry
 from proxy.errors import ConfigError, RolloutError
+from proxy.fleet.assemble import make_coordinator, standalone_view
+from proxy.fleet.coordinator import Coordinator
 from proxy.http.listener import Listener
 from proxy.http.pool import Pools, UpstreamPool
 from proxy.http.tunnel import TunnelRegistry
@@ -82,6 +84,7 @@ class Runtime:
         self._secret_file: str | None = None
         self.history = History()  # the status page's chart: window snapshots over time
         self.events = Events()  # and its recent rollbacks, refused reloads and refusals
+        self.fleet_link: Coordinator | None = None  # with coordination: the shared state
 
     # -- the listener's Context --
     @property
@@ -179,6 +182,9 @@ class Runtime:
         dp.shedding.set_function(lambda: 1.0 if self.listener.shedding else 0.0)
         host, port = split_host_port(cfg.listen, any_port=True)
         await self.listener.start(host, port)
+        self.fleet_link = make_coordinator(self, cfg, self.port)
+        if self.fleet_link is not None:
+            await self.fleet_link.start(self.spawn)
         self.admin_runner = web.AppRunner(make_admin_app(self), access_log=None)
         await self.admin_runner.setup()
         ahost, aport = split_host_port(cfg.admin.listen, any_port=True)
@@ -213,6 +219,8 @@ class Runtime:
             log.warning("drain timeout: closed %d connection(s) with requests in flight", cut)
         for pool in self.pools.values():
             pool.close()
+        if self.fleet_link is not None:
+            await self.fleet_link.stop()
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -364,6 +372,7 @@ class Runtime:
             "ledger": self.telemetry.ledger.health() if self.telemetry.ledger else None,
             "enforcement": enforcement_json(self.config.deprecations, time.time()),
             "journal": self.journal.health(),
+            "coordination": self.fleet_link.summary() if self.fleet_link else None,
         }
 
     def status_history(self) -> dict[str, Any]:
@@ -371,6 +380,10 @@ class Runtime:
 
     def recent_events(self) -> dict[str, Any]:
         return self.events.to_json()
+
+    async def fleet(self) -> dict[str, Any]:
+        link = self.fleet_link
+        return standalone_view(self.control.summary()) if link is None else await link.view()
 
     def set_weights(self, weights: dict[str, float]) -> dict[str, Any]:
         return self.control.set_weights(weights)

@@ -35,6 +35,7 @@ from proxy.core.fleetreport import not_delivered
 from proxy.core.report import format_table, still_used
 from proxy.core.shadowreport import format_table as format_diff_table
 from proxy.errors import SwitchbackError
+from proxy.fleet.view import format_fleet
 from proxy.journal.views import rollback_line
 
 DEFAULT_ADMIN = "http://127.0.0.1:9901"
@@ -128,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=lambda args: _admin_command(func, args))
         return p
 
-    command(sub, "status", _status, "show releases, weights and the rollout")
+    p = command(sub, "status", _status, "show releases, weights and the rollout")
+    p.add_argument("--fleet", action="store_true", help="every replica of the fleet (Redis)")
     p = command(sub, "weights", _weights, "set the traffic split: weights green=25")
     p.add_argument("assignments", nargs="+", metavar="RELEASE=PERCENT")
     rollout = sub.add_parser("rollout", help="start, pause or resume a progressive rollout")
@@ -264,6 +266,10 @@ def _admin_command(func: Callable[[AdminClient, argparse.Namespace], Outcome], a
 
 
 def _status(client: AdminClient, args: argparse.Namespace) -> Outcome:
+    if args.fleet:
+        fleet = client.get("/fleet")
+        text = fleet.get("message") if fleet.get("standalone") else format_fleet(fleet)
+        return fleet, str(text), 0
     data = client.get("/status")
     return data, format_status(data), 0
 

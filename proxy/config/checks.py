@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from proxy.config.coordination_checks import coordination_problems
 from proxy.config.deprecation_checks import deprecation_problems
 from proxy.config.ledger_checks import ledger_problems
 from proxy.config.log_checks import logging_problems
@@ -186,6 +187,7 @@ def check(cfg: Config) -> list[str]:
         *shadow_problems(cfg),
         *logging_problems(cfg),
         *ledger_problems(cfg),
+        *coordination_problems(cfg),
     ):
         out.add(path, value, problem)
     _check_fields(out, cfg)

@@ -45,6 +45,43 @@ class WindowStats(msgspec.Struct, frozen=True, kw_only=True):
     rate_per_s: float = 0.0
 
 
+class WindowCounts(msgspec.Struct, frozen=True, kw_only=True):
+    """A window's raw totals: 5xx count and the fixed-bucket latency histogram (``BOUNDS``),
+    whose sum is the request count. Counts of several replicas over the same window add up
+    bucket by bucket (``merge``), so a fleet's p99 is read off the summed histogram."""
+
+    errors: int = 0
+    hist: tuple[int, ...] = tuple(_ZEROS)
+    span_s: int = 1
+
+    @property
+    def requests(self) -> int:
+        return sum(self.hist)
+
+    def stats(self, release: str) -> WindowStats:
+        requests = self.requests
+        return WindowStats(
+            release=release,
+            requests=requests,
+            errors=self.errors,
+            error_rate=self.errors / requests if requests else 0.0,
+            p99_ms=quantile_ms(list(self.hist), 0.99),
+            rate_per_s=requests / self.span_s,
+        )
+
+
+def merge(counts: list[WindowCounts]) -> WindowCounts:
+    """The sum of several windows' counts (the widest span); empty: no requests."""
+    if not counts:
+        return WindowCounts()
+    hist = [sum(col) for col in zip(*(c.hist for c in counts), strict=True)]
+    return WindowCounts(
+        errors=sum(c.errors for c in counts),
+        hist=tuple(hist),
+        span_s=max(c.span_s for c in counts),
+    )
+
+
 class ReleaseWindow:
     """A ring of one-second slots covering at most ``max_window_s`` seconds."""
 
@@ -86,6 +123,10 @@ class ReleaseWindow:
         ``window_s`` is rounded up to whole seconds and capped at the ring's size; ``rate_per_s``
         is the request count divided by that many seconds.
         """
+        return self.counts(now, window_s).stats(self.release)
+
+    def counts(self, now: float, window_s: float) -> WindowCounts:
+        """What ``snapshot`` sums, in a form that adds up across replicas (``merge``)."""
         span = min(self._nslots, max(1, math.ceil(window_s)))
         newest = int(now)
         oldest = newest - span + 1
@@ -98,15 +139,7 @@ class ReleaseWindow:
                 hist = [
                     a + b for a, b in zip(hist, self._hist[base : base + NBUCKETS], strict=True)
                 ]
-        requests = sum(hist)
-        return WindowStats(
-            release=self.release,
-            requests=requests,
-            errors=errors,
-            error_rate=errors / requests if requests else 0.0,
-            p99_ms=quantile_ms(hist, 0.99),
-            rate_per_s=requests / span,
-        )
+        return WindowCounts(errors=errors, hist=tuple(hist), span_s=span)
 
     def reset(self) -> None:
         """Forget everything recorded so far."""
@@ -158,6 +191,10 @@ class Windows:
         if w is None:
             return WindowStats(release=release)
         return w.snapshot(now, window_s)
+
+    def counts(self, release: str, now: float, window_s: float) -> WindowCounts:
+        w = self._by_release.get(release)
+        return WindowCounts() if w is None else w.counts(now, window_s)
 
     def reset(self, release: str) -> None:
         """Forget the release's history, e.g. before a new rollout judges a new deployment."""

@@ -11,6 +11,10 @@ force in memory, the failure is logged and counted, ``summary()`` says ``persist
 with the error, and ``retry_persist`` (called by the runtime's ticker) writes the state in
 force once the disk takes it again. A saved state that cannot be used stops start-up
 (``StateError``); only an operator sets it aside.
+
+In a fleet (``proxy.fleet``), ``on_change`` hears of every change made here, ``decide_tick``
+decides the rollout's ticks (on the fleet's figures), and ``adopt`` puts in force a state
+another replica wrote. Standalone, all three stay unused.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 import msgspec
 
 from proxy.config.load import initial_traffic
+from proxy.core.fleetstate import SharedState
 from proxy.core.rollout import (
     IN_PROGRESS,
     JUDGING,
@@ -36,6 +41,7 @@ from proxy.core.rollout import (
     STATES,
     TICK,
     Rollout,
+    Stats,
     Transition,
     apply,
     window_seconds,
@@ -83,6 +89,9 @@ class TrafficControl:
         self._failed_saves = 0  # since the last save that succeeded
         self._retry_at = 0.0
         self._logged_at = -LOG_EVERY
+        # A fleet (proxy.fleet) sets these: told of every change made here, and deciding ticks.
+        self.on_change: Callable[[], None] | None = None
+        self.decide_tick: Callable[[Rollout, float, Stats], Transition] | None = None
 
     # -- start-up and reload --
     def restore(self) -> None:
@@ -201,7 +210,10 @@ class TrafficControl:
             self.windows.snapshot(self.traffic.candidate, now, window),
             self.windows.snapshot(self.traffic.stable, now, window),
         )
-        tr = apply(self.rollout, TICK, now_wall, stats)
+        if self.decide_tick is not None:
+            tr = self.decide_tick(self.rollout, now_wall, stats)
+        else:
+            tr = apply(self.rollout, TICK, now_wall, stats)
         if tr.rollout != self.rollout:
             self._carry_out(tr)
 
@@ -240,6 +252,40 @@ class TrafficControl:
         self.traffic = _in_service(traffic, traffic.out_of_service)
         self.source = "state"
         self.persist()
+        if self.on_change is not None:
+            self.on_change()
+
+    # -- a fleet's shared state --
+    def shared_view(self, version: int) -> SharedState:
+        """The state in force, as the fleet shares it, last in step with ``version``."""
+        t = self.traffic
+        return SharedState(version=version, stable=t.stable, candidate=t.candidate,
+                           weights=dict(t.weights), rollout=self.rollout,
+                           out_of_service=t.out_of_service)  # fmt: skip
+
+    def adopt(self, shared: SharedState) -> str | None:
+        """Put the fleet's state in force (written by another replica); saved like any change,
+        never reported back through ``on_change``. Returns why it cannot be used, or None."""
+        candidate = PersistedState(stable=shared.stable, candidate=shared.candidate,
+                                   weights=dict(shared.weights), rollout=shared.rollout,
+                                   saved_at=0.0, out_of_service=shared.out_of_service)  # fmt: skip
+        problem = check_state(candidate, self.config.releases)
+        if problem is not None:
+            return problem
+        was_state, was_out = self.rollout.state, self.traffic.out_of_service
+        self.rollout = shared.rollout
+        traffic = msgspec.structs.replace(
+            self.traffic, stable=shared.stable, candidate=shared.candidate,
+            weights=dict(shared.weights), out_of_service=shared.out_of_service,
+        )  # fmt: skip
+        self.traffic = _in_service(traffic, shared.out_of_service)
+        self.source = "state"
+        if shared.rollout.state == RAMPING and was_state not in IN_PROGRESS:
+            self.windows.reset(shared.candidate)  # a new rollout judges the new deployment
+        if shared.out_of_service is not None and shared.out_of_service != was_out:
+            self.on_rollback(shared.out_of_service)
+        self.persist()
+        return None
 
     def persist(self) -> None:
         """Save the state in force. A failure is logged, counted and retried, never raised:
