@@ -259,6 +259,11 @@ _PATHS: dict[str, Any] = {
     "/status": _read("releases, split, rollout, pins and health", _ref("Status")),
     "/status/history": _read("window snapshots every few seconds, oldest first", _HISTORY),
     "/events": _read("recent rollbacks, refused reloads and refused requests", _EVENTS),
+    "/fleet": _read(
+        "every replica of the fleet seen in the last minute (coordination:), or that this "
+        "replica stands alone",
+        {"type": "object"},
+    ),
     "/metrics": {
         "get": _op(
             "Prometheus text format",
