@@ -308,3 +308,12 @@ def _compile(entry: DeprecationConfig, where: str) -> Rule:
 def _unix(when: dt.datetime) -> int:
     """Unix seconds (floor); a naive datetime is taken as UTC."""
     return calendar.timegm(when.utctimetuple())
+
+
+def unique(rules: Sequence[Rule] | None) -> list[Rule]:
+    """``rules`` without repeats (by id), in the order of their first appearance: an element is
+    counted once per exchange however many times it matched."""
+    first: dict[str, Rule] = {}
+    for rule in rules or ():
+        first.setdefault(rule.id, rule)
+    return list(first.values())

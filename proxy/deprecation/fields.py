@@ -42,7 +42,7 @@ from proxy.core.fieldselect import (
     parse_fields,
     query_value,
 )
-from proxy.core.rules import Rule
+from proxy.core.rules import unique
 from proxy.core.typedprune import Malformed, Pruner, pruner_for
 from proxy.deprecation.step import FOUND
 from proxy.deprecation.telemetry import Telemetry
@@ -161,7 +161,7 @@ class DeclareFields(Step):
         now = time.time()
         client = ex.client_id
         ledger = self.t.ledger
-        for rule in _unique(found.exposed):
+        for rule in unique(found.exposed):
             if rule.path is not None and declares(sel.tree, rule.path):
                 self.t.count(rule, "read", client, now)
             elif ledger is not None:  # exposed, but the client says it does not read it
@@ -253,16 +253,6 @@ def _encoded(body: bytes, app_encoding: bytes | None, accept: bytes | None) -> R
     if coding == b"br" and accepts(accept, b"br"):
         return Rewrite(brotli.compress(body, quality=5), b"br")
     return Rewrite(body)
-
-
-def _unique(rules: list[Rule]) -> list[Rule]:
-    seen: set[str] = set()
-    out = []
-    for rule in rules:
-        if rule.id not in seen:
-            seen.add(rule.id)
-            out.append(rule)
-    return out
 
 
 def fields_step(config: Config, telemetry: Telemetry, metrics: FieldsMetrics) -> Step | None:

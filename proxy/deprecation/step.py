@@ -14,7 +14,7 @@ import time
 
 from proxy.core.bodyinspect import decoded_copy, is_json_content_type
 from proxy.core.deprecation_headers import deprecation_headers, headers_for
-from proxy.core.rules import Rule, RuleSet
+from proxy.core.rules import Rule, RuleSet, unique
 from proxy.deprecation.telemetry import EtagKey, Telemetry
 from proxy.pipeline import Exchange, Slot, Step
 
@@ -154,9 +154,9 @@ class DeprecationStep(Step):
             return
         now = time.time()
         client = ex.client_id
-        for rule in _unique(found.used):
+        for rule in unique(found.used):
             self.t.count(rule, "use", client, now)
-        for rule in _unique(found.exposed):
+        for rule in unique(found.exposed):
             self.t.count(rule, "exposure", client, now)
 
 
@@ -174,15 +174,3 @@ def _empty(content_length: bytes | None) -> bool:
         return False
     text = content_length.strip()
     return text.isdigit() and int(text) == 0
-
-
-def _unique(rules: list[Rule] | None) -> list[Rule]:
-    if not rules:
-        return []
-    seen: set[str] = set()
-    out = []
-    for rule in rules:
-        if rule.id not in seen:
-            seen.add(rule.id)
-            out.append(rule)
-    return out
