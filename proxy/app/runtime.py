@@ -13,7 +13,7 @@ import gc
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -36,7 +36,6 @@ from proxy.deprecation.step import FOUND, DeprecationStep
 from proxy.deprecation.telemetry import Telemetry
 from proxy.errors import ConfigError, RolloutError
 from proxy.fleet.assemble import make_coordinator, standalone_view
-from proxy.fleet.coordinator import Coordinator
 from proxy.http.listener import Listener
 from proxy.http.pool import Pools, UpstreamPool
 from proxy.http.tunnel import TunnelRegistry
@@ -50,6 +49,9 @@ from proxy.shadow.step import ShadowStep
 from proxy.traffic.clients import ClientIdentifier
 from proxy.traffic.control import TrafficControl
 from proxy.traffic.steps import ChooseRelease, IdentifyClient, RecordExchange
+
+if TYPE_CHECKING:
+    from proxy.fleet.coordinator import Coordinator
 
 log = logging.getLogger("switchback")
 

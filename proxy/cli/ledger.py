@@ -12,7 +12,6 @@ import sys
 from typing import Any
 
 from proxy.config.load import load_config
-from proxy.deprecation.ledger_io import export_lines, import_lines, write_lines
 from proxy.deprecation.telemetry import LEDGER_FILE
 
 
@@ -39,6 +38,9 @@ def _where(args: argparse.Namespace) -> tuple[str | None, str]:
 
 
 def _export(args: argparse.Namespace) -> int:
+    # Imported when the command runs: psycopg is not loaded by every other command.
+    from proxy.deprecation.ledger_io import export_lines, write_lines
+
     url, path = _where(args)
     rows = write_lines(export_lines(url, path), sys.stdout.buffer)
     sys.stdout.flush()
@@ -47,6 +49,8 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
+    from proxy.deprecation.ledger_io import import_lines
+
     url, path = _where(args)
     rows = import_lines(url, path, sys.stdin.buffer)
     print(f"switchback: imported {rows} usage row(s)", file=sys.stderr)

@@ -15,7 +15,7 @@ import socket
 import sqlite3
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics import Counter
 
@@ -25,10 +25,12 @@ from proxy.core.labels import ClientLabels
 from proxy.core.report import ElementInfo, UsageRow, build_report, report_to_json
 from proxy.core.rules import Rule, RuleSet
 from proxy.deprecation.ledger import Ledger, LedgerHooks
-from proxy.deprecation.ledger_pg import Fleet, PgLedger
 from proxy.deprecation.metrics import DeprecationMetrics
 from proxy.errors import LedgerError
 from proxy.schema import Config
+
+if TYPE_CHECKING:  # psycopg is loaded only for a fleet ledger (about 12 MB)
+    from proxy.deprecation.ledger_pg import Fleet, PgLedger
 
 log = logging.getLogger("switchback.telemetry")
 
@@ -77,6 +79,8 @@ class Telemetry:
         if t.ledger is None:
             self.ledger = Ledger(path, t.retention_days, hooks=hooks)
         else:  # one database for the fleet; spooled locally while it is away
+            from proxy.deprecation.ledger_pg import PgLedger
+
             replica = t.replica or socket.gethostname()
             try:
                 self.ledger = PgLedger(t.ledger, replica, self.config.state_dir,
@@ -86,7 +90,7 @@ class Telemetry:
                                   f"opened: {exc}") from None  # fmt: skip
         self.ledger.register_elements((d.id for d in self.config.deprecations), time.time())
         spawn(self.ledger.run(self.config.telemetry.flush_seconds))
-        if isinstance(self.ledger, PgLedger):
+        if not isinstance(self.ledger, Ledger):
             spawn(self._refresh(FLEET_REFRESH))
 
     async def _refresh(self, interval: float) -> None:
@@ -159,7 +163,7 @@ class Telemetry:
     async def report_async(self, days: int | None) -> dict[str, Any]:
         """The report the admin API answers: for a fleet ledger, read from the database, the
         same from every replica (``proxy.core.fleetreport``)."""
-        if not isinstance(self.ledger, PgLedger):
+        if self.ledger is None or isinstance(self.ledger, Ledger):
             return self.report(days)
         window = days if days is not None else self.config.telemetry.report_days
         now = time.time()

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from proxy.fleet.coordinator import Coordinator
 from proxy.schema import Config
+
+if TYPE_CHECKING:
+    from proxy.fleet.coordinator import Coordinator
 
 
 def make_coordinator(rt: Any, cfg: Config, port: int) -> Coordinator | None:
@@ -16,6 +18,9 @@ def make_coordinator(rt: Any, cfg: Config, port: int) -> Coordinator | None:
     c = cfg.coordination
     if c is None:
         return None
+    # Imported here: a standalone replica never loads the Redis client (about 6 MB).
+    from proxy.fleet.coordinator import Coordinator
+
     replica = c.replica or f"{socket.gethostname()}:{port}"
     return Coordinator(
         c,
