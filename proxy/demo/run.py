@@ -149,6 +149,7 @@ async def try_it(demo: Demo) -> str:
 == try it ==
 {notes}
 Switchback {base}   admin {admin}   {releases}
+The status page (split, rollout, charts, the deprecation report): {admin}/
 
   curl -i -H 'X-Client-Id: web-app' {base}/users/1          # Deprecation, Sunset, Link headers
   curl -i -H 'X-Client-Id: web-app' '{base}/users?sort_by=name'
