@@ -7,7 +7,7 @@ from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from proxy.core.jsonpaths import find
-from proxy.core.rules import RuleSet, parse_route, query_names
+from proxy.core.rules import RuleSet, parse_route, query_names, unique
 from proxy.schema import DeprecationConfig
 
 JUNE = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
@@ -355,3 +355,13 @@ def test_parse_route_raises_only_value_error(text: str) -> None:
 @given(method=st.sampled_from(["GET", "POST", "get"]), path=st.text(), query=st.text() | st.none())
 def test_match_request_never_raises(method: str, path: str, query: str | None) -> None:
     assert isinstance(RULES.match_request(method, path, query), tuple)
+
+
+def test_unique_keeps_each_rule_once_in_the_order_first_seen() -> None:
+    """An element matched twice in one exchange (a field in two places) is counted once."""
+    a, b, c = RuleSet.compile(
+        [dep("a", field="x"), dep("b", param="p"), dep("c", field="items[].y")]
+    ).rules
+    assert unique([a, b, a, c, b]) == [a, b, c]
+    assert unique([c, a, c]) == [c, a]
+    assert unique(None) == [] and unique([]) == []
