@@ -11,10 +11,14 @@ body is not inspected, the reason is a metric label value (``switchback_inspecti
 Decompression is bounded: zlib produces at most ``cap + 1`` bytes per coding, brotli stops within
 about twice that (its output buffer grows by doubling), so a decompression bomb costs about as
 much memory as a body at the cap.
+
+The other way: a step that rewrites a body (field selection, a sunset field removed) sends it
+in the app's coding when the client accepts it (``encode_for``), else as identity.
 """
 
 from __future__ import annotations
 
+import gzip
 import zlib
 from collections.abc import Callable
 from typing import Final
@@ -152,3 +156,63 @@ _DECODERS: dict[str, Callable[[bytes, int], bytes | str]] = {
     "deflate": _undeflate,
     "br": _unbrotli,
 }
+
+
+def _gzip(data: bytes) -> bytes:
+    return gzip.compress(data, compresslevel=6, mtime=0)
+
+
+def _brotli(data: bytes) -> bytes:
+    out: bytes = brotli.compress(data, quality=5)
+    return out
+
+
+_ENCODERS: dict[str, Callable[[bytes], bytes]] = {
+    "gzip": _gzip,
+    "x-gzip": _gzip,
+    "deflate": lambda data: zlib.compress(data, 6),
+    "br": _brotli,
+}
+
+
+def encode_for(
+    body: bytes, content_encoding: bytes | None, accept_encoding: bytes | None
+) -> tuple[bytes, bytes | None]:
+    """``body`` (identity) encoded as ``content_encoding`` was, if that is a single coding this
+    module knows and the client's Accept-Encoding names it; else ``body`` as identity (None)."""
+    if content_encoding is None:
+        return body, None
+    coding = content_encoding.decode("latin-1").strip().lower()
+    encoder = _ENCODERS.get(coding)
+    if encoder is None or not accepts(accept_encoding, coding.encode("latin-1")):
+        return body, None
+    return encoder(body), content_encoding.strip()
+
+
+def accepts(accept_encoding: bytes | None, coding: bytes) -> bool:
+    """Whether a request's ``Accept-Encoding`` allows ``coding`` (RFC 9110 section 12.5.3):
+    named, or ``*``, with a q-value above 0. No header: any coding (and identity) is allowed,
+    but a proxy should not compress for a client that did not ask, so this answers False."""
+    if not accept_encoding:
+        return False
+    star = False
+    for item in accept_encoding.lower().split(b","):
+        name, _, params = item.partition(b";")
+        name = name.strip()
+        q = _q(params)
+        if name == coding:
+            return q > 0
+        if name == b"*":
+            star = q > 0
+    return star
+
+
+def _q(params: bytes) -> float:
+    for param in params.split(b";"):
+        key, _, value = param.strip().partition(b"=")
+        if key.strip() == b"q":
+            try:
+                return float(value.strip())
+            except ValueError:
+                return 0.0
+    return 1.0

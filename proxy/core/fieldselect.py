@@ -189,32 +189,3 @@ def _unquote(raw: str) -> str:
         return raw
     wire = raw.encode("latin-1", "replace").replace(b"+", b" ")
     return unquote_to_bytes(wire).decode("utf-8")
-
-
-def accepts(accept_encoding: bytes | None, coding: bytes) -> bool:
-    """Whether a request's ``Accept-Encoding`` allows ``coding`` (RFC 9110 section 12.5.3):
-    named, or ``*``, with a q-value above 0. No header: any coding (and identity) is allowed,
-    but a proxy should not compress for a client that did not ask, so this answers False."""
-    if not accept_encoding:
-        return False
-    star = False
-    for item in accept_encoding.lower().split(b","):
-        name, _, params = item.partition(b";")
-        name = name.strip()
-        q = _q(params)
-        if name == coding:
-            return q > 0
-        if name == b"*":
-            star = q > 0
-    return star
-
-
-def _q(params: bytes) -> float:
-    for param in params.split(b";"):
-        key, _, value = param.strip().partition(b"=")
-        if key.strip() == b"q":
-            try:
-                return float(value.strip())
-            except ValueError:
-                return 0.0
-    return 1.0

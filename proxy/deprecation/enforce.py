@@ -28,9 +28,9 @@ from collections.abc import Callable
 
 import orjson
 
-from proxy.core.bodyinspect import decoded_copy, is_json_content_type
+from proxy.core.bodyinspect import decoded_copy, encode_for, is_json_content_type
 from proxy.core.enforcement import Policy, Reason, active_window, compile_policy, verdict
-from proxy.core.fieldremoval import encode_for, remove
+from proxy.core.fieldremoval import remove
 from proxy.core.report import iso
 from proxy.core.rules import Rule, RuleSet
 from proxy.deprecation.step import FOUND

@@ -27,17 +27,14 @@ and a declaring client that did not declare a field gets "unread" for it beside 
 
 from __future__ import annotations
 
-import gzip
 import time
 
-import brotli
 from prometheus_client import CollectorRegistry, Counter
 
-from proxy.core.bodyinspect import decoded_copy, is_json_content_type
+from proxy.core.bodyinspect import decoded_copy, encode_for, is_json_content_type
 from proxy.core.fieldselect import (
     FieldsError,
     Tree,
-    accepts,
     declares,
     parse_fields,
     query_value,
@@ -53,7 +50,6 @@ PRUNED = "pruned"
 OUTCOMES = (PRUNED, "declare", "invalid", "status", "no-body", "not-json", "too-large",
             "encoding", "malformed", "too-deep")  # fmt: skip
 _SKIPS = {"too_large": "too-large", "malformed": "malformed", "encoding": "encoding"}
-GZIP_LEVEL = 6  # gzip's and most servers' default
 
 
 class FieldsMetrics:
@@ -230,7 +226,7 @@ class PruneFields(DeclareFields):
             return None
         sel.outcome = PRUNED
         self._look_for_declared(ex, sel.tree)
-        return _encoded(pruned, encoding, ex.header(b"accept-encoding"))
+        return Rewrite(*encode_for(pruned, encoding, ex.header(b"accept-encoding")))
 
     def _look_for_declared(self, ex: Exchange, tree: Tree) -> None:
         """The deprecation step is to look in the pruned body (what the client receives) for
@@ -243,16 +239,6 @@ class PruneFields(DeclareFields):
         found.exposed = [r for r in found.exposed if r not in rules]
         found.response_rules = tuple(r for r in rules if r.path and declares(tree, r.path))
         found.etag_key = None  # the ETag named the app's bytes, not these
-
-
-def _encoded(body: bytes, app_encoding: bytes | None, accept: bytes | None) -> Rewrite:
-    """The pruned body in the app's coding when the client accepts it, else identity."""
-    coding = None if app_encoding is None else app_encoding.strip().lower()
-    if coding in (b"gzip", b"x-gzip") and accepts(accept, b"gzip"):
-        return Rewrite(gzip.compress(body, GZIP_LEVEL, mtime=0), b"gzip")
-    if coding == b"br" and accepts(accept, b"br"):
-        return Rewrite(brotli.compress(body, quality=5), b"br")
-    return Rewrite(body)
 
 
 def fields_step(config: Config, telemetry: Telemetry, metrics: FieldsMetrics) -> Step | None:

@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from proxy.core.bodyinspect import accepts
 from proxy.core.fieldselect import (
     MAX_DEPTH,
     FieldsError,
     Tree,
-    accepts,
     declares,
     parse_fields,
     prune,
