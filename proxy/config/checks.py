@@ -117,6 +117,11 @@ _NUMBERS: tuple[tuple[str, Callable[[float], bool], str], ...] = (
     ("server.send_timeout", lambda v: _finite(v) and v > 0, "is not a positive timeout"),
     ("limits.max_head_bytes", lambda v: v >= 1024, "is below 1024 bytes"),
     ("limits.max_headers", lambda v: v >= 1, "is less than 1"),
+    (
+        "limits.max_body_bytes",
+        lambda v: v is None or v >= 0,
+        "is negative (null turns the limit off)",
+    ),
     ("limits.max_target_bytes", lambda v: v >= 16, "is below 16 bytes"),
     ("limits.max_response_head_bytes", lambda v: v >= 1024, "is below 1024 bytes"),
     ("limits.max_connections", lambda v: v >= 1, "is less than 1"),
@@ -169,11 +174,6 @@ def check(cfg: Config) -> list[str]:
             out.add(path, value, "is out of range (a 64-bit integer)")
         elif not ok(value):
             out.add(path, value, problem)
-    body_limit = cfg.limits.max_body_bytes
-    if body_limit is not None and not -INT64 <= body_limit < INT64:
-        out.add("limits.max_body_bytes", body_limit, "is out of range (a 64-bit integer)")
-    elif body_limit is not None and body_limit < 0:
-        out.add("limits.max_body_bytes", body_limit, "is negative (null turns the limit off)")
     _check_steps(out, cfg.rollout.steps)
     if cfg.telemetry.retention_days < cfg.telemetry.report_days:
         out.add(
