@@ -23,6 +23,16 @@ import enum
 from typing import NamedTuple
 
 from proxy.errors import UpstreamBroken, UpstreamInvalid, UpstreamTimeout, UpstreamUnavailable
+from proxy.pipeline import Exchange
+
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+
+
+def replayable(ex: Exchange) -> bool:
+    """Whether the app may see this request twice: an idempotent method (RFC 9110 section
+    9.2.2) or an Idempotency-Key. Forwarding and whole-answer calls retry a stale connection
+    only then."""
+    return ex.method in IDEMPOTENT or ex.header(b"idempotency-key") is not None
 
 
 class Failure(enum.Enum):

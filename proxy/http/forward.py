@@ -29,7 +29,16 @@ from proxy.errors import (
 )
 from proxy.http import http1, refusals
 from proxy.http.context import Client, Context, Settings
-from proxy.http.failures import Abort, Answer, Facts, FailOver, Failure, Retry, decide
+from proxy.http.failures import (
+    Abort,
+    Answer,
+    Facts,
+    FailOver,
+    Failure,
+    Retry,
+    decide,
+    replayable,
+)
 from proxy.http.request_body import RequestBody
 from proxy.http.response import FAILED
 from proxy.http.upstream import Call, Fields
@@ -38,7 +47,6 @@ from proxy.pipeline import Exchange
 log = logging.getLogger("switchback.forward")
 
 REPLAY_LIMIT = 64 * 1024  # keep a copy of what was sent, up to this, to retry a stale connection
-IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 _OUTCOMES = {400: "bad_request", 500: "internal_error"}
 
 
@@ -311,7 +319,7 @@ class Forward(RequestBody):
             got_bytes=got_bytes,
             reused=call is not None and call.reused,
             holds_request=self.replay is not None,
-            replayable=_replayable(self.ex),
+            replayable=replayable(self.ex),
             retried=self.retried,
             failed_over=self.failed_over,
             fallback=ctx.failover(exc.release) if failure is Failure.UNAVAILABLE else None,
@@ -430,7 +438,3 @@ class Forward(RequestBody):
             except Exception:
                 self._step_failed("done")
         client.exchange_finished(self, self.keep_alive and self.request_done)
-
-
-def _replayable(ex: Exchange) -> bool:
-    return ex.method in IDEMPOTENT or ex.header(b"idempotency-key") is not None

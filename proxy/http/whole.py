@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 from proxy.errors import UpstreamUnavailable
 from proxy.http import http1
+from proxy.http.failures import replayable
 from proxy.http.upstream import Call, Fields, Upstream
 from proxy.pipeline import Exchange
 
@@ -169,11 +170,12 @@ class WholeSender:
         self.trust_forwarded = trust_forwarded
 
     def send(
-        self, release: str, ex: Exchange, body: bytes, *, head_only: bool, max_body: int,
-        retry: bool, done: Done,
-    ) -> Callable[[], None] | None:  # fmt: skip
+        self, release: str, ex: Exchange, body: bytes, *, max_body: int, done: Done
+    ) -> Callable[[], None] | None:
         """Send ``ex``'s request with ``body`` to ``release``; the call's ``cancel``, or None
-        when the release is busy (``done`` is not called then)."""
+        when the release is busy (``done`` is not called then). A stale kept-alive connection
+        is retried as forwarding retries it (``failures.replayable``)."""
         data = request_bytes(ex, ex.peer.encode("latin-1"), self.trust_forwarded(), body)
-        whole = WholeCall(self, release, data, head_only, max_body, done, retry)
+        head_only = ex.method == "HEAD"
+        whole = WholeCall(self, release, data, head_only, max_body, done, replayable(ex))
         return whole.cancel if whole.start(fresh=False) else None

@@ -32,7 +32,6 @@ from proxy.shadow.metrics import ShadowMetrics
 log = logging.getLogger("switchback.shadow")
 
 SWEEP_SECONDS = 0.1
-RETRYABLE = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 Fields = list[tuple[bytes, bytes]]
 
 
@@ -52,9 +51,8 @@ class Sender(Protocol):
     """How a copy reaches a release (``proxy.http.whole.WholeSender``)."""
 
     def send(
-        self, release: str, ex: Exchange, body: bytes, *, head_only: bool, max_body: int,
-        retry: bool, done: Done,
-    ) -> Callable[[], None] | None: ...  # fmt: skip
+        self, release: str, ex: Exchange, body: bytes, *, max_body: int, done: Done
+    ) -> Callable[[], None] | None: ...
 
 
 def answer_of(status: int, headers: Fields, body: bytes) -> Answer:
@@ -162,10 +160,7 @@ class Shadower:
         cap = self.config.telemetry.max_body_bytes
         self.in_flight += 1  # before sending: ``done`` may come at once
         pending.waiting += 1
-        cancel = self.sender.send(
-            release, ex, body, head_only=ex.method == "HEAD", max_body=cap,
-            retry=ex.method in RETRYABLE, done=done,
-        )  # fmt: skip
+        cancel = self.sender.send(release, ex, body, max_body=cap, done=done)
         if cancel is None:
             self.in_flight -= 1
             pending.waiting -= 1

@@ -16,9 +16,7 @@ def _exchange(method: str = "GET", headers: list[tuple[bytes, bytes]] | None = N
     return Exchange(method, b"/users/1?a=%41", headers or [(b"Host", b"api")], "10.0.0.1")
 
 
-async def _send(
-    fake: FakeUpstream, ex: Exchange, body: bytes = b"", max_body: int = 1024, retry: bool = True
-) -> Got:
+async def _send(fake: FakeUpstream, ex: Exchange, body: bytes = b"", max_body: int = 1024) -> Got:
     got: Got = []
     done = asyncio.Event()
 
@@ -27,9 +25,8 @@ async def _send(
         done.set()
 
     cancel = WholeSender(lambda: fake, lambda: False).send(
-        "green", ex, body, head_only=ex.method == "HEAD", max_body=max_body, retry=retry,
-        done=on_done,
-    )  # fmt: skip
+        "green", ex, body, max_body=max_body, done=on_done
+    )
     assert cancel is not None
     await asyncio.wait_for(done.wait(), 5)
     return got
@@ -64,7 +61,7 @@ async def test_a_stale_kept_alive_connection_is_tried_once_more() -> None:
 
 async def test_no_second_try_when_the_request_may_not_go_twice() -> None:
     fake = FakeUpstream(lambda r: Close(), reused={1})
-    assert await _send(fake, _exchange("POST"), retry=False) == [(None, "broken")]
+    assert await _send(fake, _exchange("POST")) == [(None, "broken")]
     assert len(fake.requests) == 1
 
 
@@ -84,7 +81,7 @@ async def test_a_busy_release_is_not_called_and_cancel_ends_the_call() -> None:
     sender = WholeSender(lambda: fake, lambda: False)
     got: Got = []
     ex = _exchange()
-    kwargs = {"head_only": False, "max_body": 10, "retry": True}
+    kwargs = {"max_body": 10}
     assert sender.send("green", ex, b"", done=lambda a, w: got.append((a, w)), **kwargs) is None
     assert got == [] and not fake.calls
     fake.max_in_flight = None
