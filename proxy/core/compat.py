@@ -26,7 +26,7 @@ from typing import NamedTuple
 import orjson
 
 from proxy.core.bodyinspect import decoded_copy, is_json_content_type
-from proxy.core.jsondiff import ROOT, STATUS_CHANGED, TYPE_CHANGED, Difference, diff
+from proxy.core.jsondiff import STATUS_CHANGED, TYPE_CHANGED, Difference, diff
 from proxy.core.jsonpaths import JsonPath
 from proxy.core.rules import Rule
 
@@ -79,10 +79,6 @@ def compare(
     if not still_json:
         return [Difference("", TYPE_CHANGED)]
     return diff(old, new, ignore, values)
-
-
-def shown_path(path: str) -> str:
-    return path or ROOT
 
 
 def route_label(method: str, raw_path: str, rules: Iterable[Rule]) -> str:
