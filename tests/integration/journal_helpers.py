@@ -11,6 +11,7 @@ import httptools
 import pytest
 
 from tests.integration.conftest import Proxy, raw_exchange
+from tests.integration.releases import RecordingRelease
 
 
 class _Recording(asyncio.Protocol):
@@ -41,28 +42,19 @@ class _Recording(asyncio.Protocol):
             self.transport.write(b"HTTP/1.1 %d Created\r\nContent-Length: 0\r\n\r\n" % status)
 
 
-class SocketRecorder:
-    """Answers every request ``status`` and keeps its raw bytes (head and body) in order."""
+class SocketRecorder(RecordingRelease):
+    """Answers every request ``status`` and keeps its raw bytes (head and body) in order
+    (``RecordingRelease`` keeps them parsed)."""
 
     def __init__(self, status: int = 201) -> None:
+        super().__init__()
         self.status = status
-        self.received: list[bytes] = []
-        self.server: asyncio.Server | None = None
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        self.received: list[bytes] = []  # type: ignore[assignment]
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(lambda: _Recording(self), "127.0.0.1", 0)
         self.port = self.server.sockets[0].getsockname()[1]
-
-    async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
 
 
 @pytest.fixture(name="recorders")
