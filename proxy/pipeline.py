@@ -177,13 +177,18 @@ class Exchange:
     def response_header(self, lower_name: bytes) -> bytes | None:
         """The first response header with this (lower-case) name, or None. Steps look up
         several per response: the first look-up indexes them all (one pass)."""
+        return self.response_fields().get(lower_name)
+
+    def response_fields(self) -> dict[bytes, bytes]:
+        """Lower-case name -> the first value of each response header (built once; read it,
+        never change it: ``response_headers`` is what the client gets)."""
         index = self._response_index
         if index is None:
             index = {}
             for name, value in self._response_headers:
                 index.setdefault(name.lower(), value)
             self._response_index = index
-        return index.get(lower_name)
+        return index
 
 
 def first_header(headers: Sequence[tuple[bytes, bytes]], lower_name: bytes) -> bytes | None:
@@ -249,6 +254,12 @@ class Pipeline:
         self.response_body_hooks = table["response_body"]
         self.respond_hooks = table["respond"]
         self.done_hooks = table["done"]
+        # A hook that one step alone has is that step's method itself: the data plane calls
+        # it without the loop (one frame less per hook and request). ``response_body`` keeps
+        # its loop, which also rewrites the framing headers.
+        for hook in ("request", "request_body", "response_head", "respond", "done"):
+            if len(table[hook]) == 1:
+                setattr(self, hook, table[hook][0])
 
     def request(self, ex: Exchange) -> Reply | None:
         for hook in self.request_hooks:

@@ -201,10 +201,20 @@ class _RouteIndex:
 class RuleSet:
     """The compiled deprecation rules of one config. Immutable; replaced whole on reload."""
 
-    __slots__ = ("rules", "_endpoints", "_params", "_request_fields", "_response_fields")
+    __slots__ = (
+        "rules",
+        "request_side",
+        "_endpoints",
+        "_params",
+        "_request_fields",
+        "_response_fields",
+    )
 
     def __init__(self, rules: Sequence[Rule]) -> None:
         self.rules = tuple(rules)
+        # Whether any rule looks at requests at all (an endpoint, a parameter, a request
+        # field): when none does, the request side costs no look-up.
+        self.request_side = any(r.kind != "field" for r in rules)
         self._endpoints = _RouteIndex([r for r in rules if r.kind == "endpoint"])
         self._params = _RouteIndex([r for r in rules if r.kind == "param"])
         self._request_fields = _RouteIndex([r for r in rules if r.kind == "request_field"])

@@ -54,6 +54,8 @@ class DeprecationStep(Step):
 
     def request(self, ex: Exchange) -> None:
         rules = self.rules
+        if not rules.request_side:
+            return
         used = rules.match_request(ex.method, ex.path, ex.query)
         if used:
             _found(ex).used.extend(used)
@@ -92,8 +94,9 @@ class DeprecationStep(Step):
         rules = self.rules.response_field_rules(ex.method, ex.path)
         if not rules or ex.method == "HEAD" or ex.status in (204, 304):
             return
-        if not is_json_content_type(ex.response_header(b"content-type")):
-            if not _empty(ex.response_header(b"content-length")):  # a body it cannot read
+        fields = ex.response_fields()
+        if not is_json_content_type(fields.get(b"content-type")):
+            if not _empty(fields.get(b"content-length")):  # a body it cannot read
                 self.t.skipped("not_json")
             return
         found = _found(ex)
@@ -133,10 +136,9 @@ class DeprecationStep(Step):
         if found is None or not (found.used or found.exposed):
             return
         involved = found.used + found.exposed
+        fields = ex.response_fields()
         if (
-            ex.response_header(b"deprecation") is None
-            and ex.response_header(b"sunset") is None
-            and ex.response_header(b"link") is None
+            b"deprecation" not in fields and b"sunset" not in fields and b"link" not in fields
         ):  # the usual case: the app announced nothing itself
             ex.add_headers.extend(headers_for(tuple(involved), self.warning))
         else:
@@ -154,10 +156,12 @@ class DeprecationStep(Step):
             return
         now = time.time()
         client = ex.client_id
-        for rule in unique(found.used):
-            self.t.count(rule, "use", client, now)
-        for rule in unique(found.exposed):
-            self.t.count(rule, "exposure", client, now)
+        count = self.t.count
+        used, exposed = found.used, found.exposed
+        for rule in unique(used) if len(used) > 1 else used:
+            count(rule, "use", client, now)
+        for rule in unique(exposed) if len(exposed) > 1 else exposed:
+            count(rule, "exposure", client, now)
 
 
 def _has_body(ex: Exchange) -> bool:

@@ -305,6 +305,11 @@ class ClientConnection(Guard, asyncio.Protocol):
         if t is not None and not t.is_closing():
             t.write(data)
 
+    def writelines(self, parts: tuple[bytes, ...]) -> None:
+        t = self.transport
+        if t is not None and not t.is_closing():
+            t.writelines(parts)
+
     def abort(self) -> None:
         self.closing = True
         if self.transport is not None:

@@ -64,8 +64,17 @@ def end_to_end(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
 
 
 def status_line(status: int, reason: bytes | None = None) -> bytes:
-    phrase = reason if reason else _REASONS.get(status, b"Unknown")
-    return b"HTTP/1.1 %d %s\r\n" % (status, phrase)
+    key = (status, reason)
+    line = _STATUS_LINES.get(key)
+    if line is None:
+        phrase = reason if reason else _REASONS.get(status, b"Unknown")
+        line = b"HTTP/1.1 %d %s\r\n" % (status, phrase)
+        if len(_STATUS_LINES) < 256:  # the usual few; a release's odd phrases are not kept
+            _STATUS_LINES[key] = line
+    return line
+
+
+_STATUS_LINES: dict[tuple[int, bytes | None], bytes] = {}
 
 
 def serialize_headers(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
@@ -163,7 +172,7 @@ def request_head(
                 continue
         elif lname == b"host":
             host = value
-        out.append(b"%s: %s\r\n" % (name, value))
+        out += (name, b": ", value, b"\r\n")  # cheaper than formatting each line
     out.append(b"X-Forwarded-For: %s\r\n" % (xff + b", " + peer if xff else peer))
     out.append(b"X-Forwarded-Proto: %s\r\n" % (proto or b"http"))
     if fhost or host:
@@ -174,6 +183,9 @@ def request_head(
         out.append(b"Transfer-Encoding: chunked\r\n")
     out.append(b"\r\n")
     return b"".join(out)
+
+
+_SERVED_BY: dict[str, bytes] = {}
 
 
 def response_head(
@@ -198,11 +210,14 @@ def response_head(
             continue
         if lname == b"content-length":
             has_length = True
-        out.append(b"%s: %s\r\n" % (name, value))
+        out += (name, b": ", value, b"\r\n")  # cheaper than formatting each line
     for name, value in ex.add_headers:
-        out.append(b"%s: %s\r\n" % (name, value))
+        out += (name, b": ", value, b"\r\n")  # cheaper than formatting each line
     if served_by:
-        out.append(b"X-Served-By: %s\r\n" % ex.release.encode())
+        line = _SERVED_BY.get(ex.release)
+        if line is None:  # one line per release name, made once
+            line = _SERVED_BY[ex.release] = b"X-Served-By: %s\r\n" % ex.release.encode()
+        out.append(line)
     if status == 101:
         out.append(b"Connection: Upgrade\r\nUpgrade: %s\r\n\r\n" % (upgrade or b"websocket"))
         return b"".join(out), False, False

@@ -17,6 +17,9 @@ from proxy.http.context import Client, Context
 from proxy.http.upstream import Fields
 from proxy.pipeline import Exchange
 
+# A body up to this size leaves glued to the head (one bytes object, one write); a larger one
+# beside it (one writev), since copying it costs more than the second buffer.
+COPY_LIMIT = 16 * 1024
 FAILED = object()  # what ``ResponseSide._call`` returns when a step failed (it answered)
 
 
@@ -41,6 +44,9 @@ class ResponseSide:
     is_head: bool
 
     def _call(self, hook: Any, name: str, *args: Any) -> Any:
+        raise NotImplementedError
+
+    def _step_failed(self, name: str) -> None:
         raise NotImplementedError
 
     def _finish(self, outcome: str) -> None:
@@ -75,10 +81,12 @@ class ResponseSide:
             self._send_head(reason)
             return
         pipeline = self.ctx.pipeline
-        if pipeline.response_head_hooks and (
-            self._call(pipeline.response_head, "response_head") is FAILED
-        ):
-            return
+        if pipeline.response_head_hooks:
+            try:
+                pipeline.response_head(ex)
+            except Exception:
+                self._step_failed("response_head")
+                return
         if ex.want_response_body:
             length = ex.response_header(b"content-length")
             if length is not None and not _fits(length, self.ctx.settings.inspect_cap):
@@ -93,8 +101,12 @@ class ResponseSide:
     def _send_head(self, reason: bytes, served_by: bool = True) -> bool:
         """Run the respond hooks and make the client's head (kept in ``stash``)."""
         pipeline = self.ctx.pipeline
-        if pipeline.respond_hooks and self._call(pipeline.respond, "respond") is FAILED:
-            return False
+        if pipeline.respond_hooks:
+            try:
+                pipeline.respond(self.ex)
+            except Exception:
+                self._step_failed("respond")
+                return False
         client = self.client
         head, self.out_chunked, must_close = http1.response_head(
             self.ex,
@@ -114,6 +126,10 @@ class ResponseSide:
         stash = self.stash
         if stash is not None:
             self.stash = None
+            if len(data) > COPY_LIMIT:  # one writev: the body is not copied behind the head
+                self.ex.bytes_out += len(stash) + len(data)
+                self.client.writelines((stash, data))
+                return
             data = stash + data
         self.ex.bytes_out += len(data)
         self.client.write(data)

@@ -49,6 +49,10 @@ class Recorder:
     def write(self, data: bytes) -> None:
         self.data += data
 
+    def writelines(self, parts: tuple[bytes, ...]) -> None:
+        for part in parts:
+            self.data += part
+
     def abort(self) -> None:
         self.aborted = True
 
