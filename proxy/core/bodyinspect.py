@@ -37,6 +37,8 @@ _BROTLI_FALLBACK_CHUNK = 4096  # brotli < 1.2 has no output limit: feed input in
 
 def is_json_content_type(value: bytes | None) -> bool:
     """``application/json`` or ``application/*+json``, any case, parameters ignored."""
+    if value == b"application/json":  # what most APIs send: no parsing
+        return True
     if not value:
         return False
     kind, slash, subtype = value.partition(b";")[0].strip().lower().partition(b"/")

@@ -15,6 +15,7 @@ import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import compress
 from typing import Literal
 from urllib.parse import unquote_to_bytes
 
@@ -260,7 +261,7 @@ class RuleSet:
         seen = scanner.scan(value_bytes)
         if seen is None:
             return None
-        return tuple(r for r, hit in zip(with_path, seen, strict=True) if hit) or _NONE
+        return tuple(compress(with_path, seen)) or _NONE
 
 
 def query_names(raw_query: str | None) -> set[str]:

@@ -308,4 +308,4 @@ class TypedScanner:
             root = self._decoder.decode(body)
         except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError
             return self._fallback.scan(body)
-        return tuple(_occurs(root, plan) for plan in self._plans)
+        return tuple([_occurs(root, plan) for plan in self._plans])

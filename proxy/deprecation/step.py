@@ -36,10 +36,12 @@ FOUND = Slot[Found]("deprecations")
 
 
 def _found(ex: Exchange) -> Found:
-    found = ex.get(FOUND)
+    slots = ex.slots  # the slot dict itself: this runs several times per inspected response
+    if slots is None:
+        slots = ex.slots = {}
+    found: Found | None = slots.get(FOUND)
     if found is None:
-        found = Found()
-        ex.put(FOUND, found)
+        found = slots[FOUND] = Found()
     return found
 
 
@@ -81,7 +83,10 @@ class DeprecationStep(Step):
         inspected (the reason is counted)."""
         if not rules or not body:
             return None
-        decoded = decoded_copy(body, encoding, self.cap)
+        if encoding is None and len(body) <= self.cap:  # most bodies: nothing to undo
+            decoded: bytes | str = body
+        else:
+            decoded = decoded_copy(body, encoding, self.cap)
         if isinstance(decoded, str):
             self.t.skipped(decoded)
             return None
@@ -100,8 +105,13 @@ class DeprecationStep(Step):
                 self.t.skipped("not_json")
             return
         found = _found(ex)
-        key = self._etag_key(ex, rules)
-        if key is not None:
+        # A strong ETag names one representation, byte for byte (RFC 9110 section 8.8.1), so
+        # what was found in it once holds for every response that carries it again, from the
+        # same release: two releases are two origins, which may reuse an ETag for other bytes.
+        etag = fields.get(b"etag") if self.t.etag_limit else None
+        if etag is not None and etag[:2] != b"W/":
+            encoding = fields.get(b"content-encoding")
+            key: EtagKey = (ex.release, ex.method, ex.target, etag, encoding, rules)
             known = self.t.by_etag.get(key)
             if known is not None:  # this exact representation was inspected before
                 found.exposed.extend(known)
@@ -109,18 +119,6 @@ class DeprecationStep(Step):
             found.etag_key = key
         found.response_rules = rules
         ex.want_response_body = True
-
-    def _etag_key(self, ex: Exchange, rules: tuple[Rule, ...]) -> EtagKey | None:
-        """A strong ETag names one representation, byte for byte (RFC 9110 section 8.8.1), so
-        what was found in it once holds for every response that carries it again, from the
-        same release: two releases are two origins, which may reuse an ETag for other bytes."""
-        if not self.t.etag_limit:
-            return None
-        etag = ex.response_header(b"etag")
-        if etag is None or etag[:2] == b"W/":
-            return None
-        encoding = ex.response_header(b"content-encoding")
-        return (ex.release, ex.method, ex.target, etag, encoding, rules)
 
     def response_body(self, ex: Exchange, body: bytes) -> None:
         found = _found(ex)
@@ -132,7 +130,8 @@ class DeprecationStep(Step):
             self.t.remember(found.etag_key, hits)
 
     def respond(self, ex: Exchange) -> None:
-        found = ex.get(FOUND)
+        slots = ex.slots
+        found: Found | None = slots.get(FOUND) if slots else None
         if found is None or not (found.used or found.exposed):
             return
         involved = found.used + found.exposed
@@ -145,7 +144,8 @@ class DeprecationStep(Step):
             ex.add_headers.extend(deprecation_headers(involved, ex.response_headers, self.warning))
 
     def done(self, ex: Exchange) -> None:
-        found = ex.get(FOUND)
+        slots = ex.slots
+        found: Found | None = slots.get(FOUND) if slots else None
         if found is None:
             return
         if ex.response_skipped is not None and found.response_rules:

@@ -165,8 +165,10 @@ class ResponseSide:
         end the client's response."""
         if self.hold is not None:
             body = b"".join(self.hold)
-            rewrite = self._call(self.ctx.pipeline.response_body, "response_body", body)
-            if rewrite is FAILED:
+            try:
+                rewrite = self.ctx.pipeline.response_body(self.ex, body)
+            except Exception:
+                self._step_failed("response_body")
                 return
             if rewrite is not None:
                 body = rewrite.body
