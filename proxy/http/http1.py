@@ -145,12 +145,19 @@ def refusal_response(refusal: Refused, *, close: bool = True) -> bytes:
 
 
 def request_head(
-    ex: Exchange, peer: bytes, trust_forwarded: bool, chunked: bool, upgrade: bytes | None
+    ex: Exchange,
+    peer: bytes,
+    trust_forwarded: bool,
+    chunked: bool,
+    upgrade: bytes | None,
+    drop: frozenset[bytes] = HOP_BY_HOP,
 ) -> bytes:
     """The request head sent to a release: method and target exactly as received, the
-    end-to-end headers in their order, then X-Forwarded-For (appended), -Proto and -Host."""
+    end-to-end headers in their order, then X-Forwarded-For (appended), -Proto and -Host.
+
+    One pass over the headers: a Connection header that names further fields (rare) makes
+    it start again, dropping those too (``drop``)."""
     headers = ex.headers
-    drop = hop_by_hop(headers)
     out = [b"%s %s HTTP/1.1\r\n" % (ex.method.encode("ascii"), ex.target)]
     xff: bytes | None = None
     host: bytes | None = None
@@ -159,6 +166,13 @@ def request_head(
     for name, value in headers:
         lname = name.lower()
         if lname in drop:
+            if (
+                lname == b"connection"
+                and drop is HOP_BY_HOP
+                and value.lower() not in _PLAIN_CONNECTION
+            ):
+                more = hop_by_hop(headers)
+                return request_head(ex, peer, trust_forwarded, chunked, upgrade, more)
             continue
         if lname[:12] == b"x-forwarded-":
             if lname == b"x-forwarded-for":
@@ -189,16 +203,22 @@ _SERVED_BY: dict[str, bytes] = {}
 
 
 def response_head(
-    ex: Exchange, reason: bytes, served_by: bool, close: bool, is_head: bool, http10: bool
+    ex: Exchange,
+    reason: bytes,
+    served_by: bool,
+    close: bool,
+    is_head: bool,
+    http10: bool,
+    drop: frozenset[bytes] = HOP_BY_HOP,
 ) -> tuple[bytes, bool, bool]:
     """The response head sent to the client: (head, body is chunked, connection must close).
 
     The release's framing is kept where it can be (Content-Length stays); a body delimited
     by chunks or by the release closing is sent chunked to HTTP/1.1 clients and delimited by
-    closing the connection to HTTP/1.0 clients."""
+    closing the connection to HTTP/1.0 clients. One pass over the headers, as in
+    ``request_head``."""
     status = ex.status
     headers = ex.response_headers
-    drop = hop_by_hop(headers)
     has_length = False
     upgrade: bytes | None = None
     out = [status_line(status, reason)]
@@ -207,6 +227,13 @@ def response_head(
         if lname in drop:
             if lname == b"upgrade":
                 upgrade = value
+            elif (
+                lname == b"connection"
+                and drop is HOP_BY_HOP
+                and value.lower() not in _PLAIN_CONNECTION
+            ):
+                more = hop_by_hop(headers)
+                return response_head(ex, reason, served_by, close, is_head, http10, more)
             continue
         if lname == b"content-length":
             has_length = True
