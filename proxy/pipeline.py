@@ -34,6 +34,7 @@ This module imports nothing of Switchback's: both the data plane and every featu
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any, Generic, NamedTuple, TypeVar, cast
 
 import orjson
@@ -184,11 +185,16 @@ class Exchange:
         never change it: ``response_headers`` is what the client gets)."""
         index = self._response_index
         if index is None:
-            index = {}
-            for name, value in self._response_headers:
-                index.setdefault(name.lower(), value)
+            # Built in C: later entries win in a dict, so the fields go in last to first.
+            fields = self._response_headers[::-1]
+            index = dict(
+                zip(map(bytes.lower, map(_NAME, fields)), map(_VALUE, fields), strict=True)
+            )
             self._response_index = index
         return index
+
+
+_NAME, _VALUE = itemgetter(0), itemgetter(1)
 
 
 def first_header(headers: Sequence[tuple[bytes, bytes]], lower_name: bytes) -> bytes | None:
