@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             path.write_text(text)
             log = (work / f"{name}.log").open("wb")
             argv = [sys.executable, "-m", "proxy", "run", "--config", str(path)]
-            proc = subprocess.Popen(argv, cwd=Path(checkout).resolve(), stderr=log)  # noqa: S603
+            proc = subprocess.Popen(argv, cwd=Path(checkout).resolve(), stdout=log, stderr=log)  # noqa: S603
             procs.append(proc)
             url = f"http://127.0.0.1:{listen}{args.path}"
             wait_ready(url)
