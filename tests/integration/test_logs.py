@@ -6,6 +6,7 @@ releases and waits for the lines it needs (the writer thread writes them a littl
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -251,3 +252,44 @@ async def test_a_log_file_that_cannot_be_opened_is_refused_by_name(
     assert code != 200 and "logging.file" in str(body)
     await get(proxy, "/still")
     await records(good, "json", access("/still"))  # the old file is still written
+
+
+def json_of(size: int) -> bytes:
+    """A JSON object of exactly ``size`` bytes: ``{"user":{"role":"a"},"pad":"xx..."}``."""
+    start = b'{"user":{"role":"a"},"pad":"'
+    return start + b"x" * (size - len(start) - 2) + b'"}'
+
+
+# Around the size up to which the head and the body leave as one bytes object (beyond it, one
+# writev of the two): the client gets every byte, and bytes_out counts exactly what it got.
+@pytest.mark.parametrize("size", [1_000, 16_384, 16_385, 60_000])
+@pytest.mark.parametrize("inspected", [False, True])
+async def test_bytes_out_is_exactly_what_the_client_received(
+    switchback: StartProxy, scripted: Any, tmp_path: Path, size: int, inspected: bool
+) -> None:
+    body = json_of(size)
+
+    async def script(n: int, head: bytes) -> bytes:
+        return (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+            % (
+                len(body),
+                body,
+            )
+        )
+
+    release = await scripted(script)
+    log = tmp_path / "access.log"
+    config: dict[str, Any] = {**log_config(log, "json"), "releases": {"blue": {"url": release.url}}}
+    if inspected:  # the response is held whole, inspected, then sent
+        config["deprecations"] = [{"id": "r", "field": "user.role", "deprecated": "2026-06-01"}]
+    proxy = await switchback(config)
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    writer.write(b"GET /big HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    received = await asyncio.wait_for(reader.read(-1), 10)
+    writer.close()
+    head, _, got = received.partition(b"\r\n\r\n")
+    assert got == body
+    assert (b"\r\nDeprecation: " in head) is inspected
+    (line,) = await records(log, "json", access("/big"))
+    assert int(line["bytes_out"]) == len(received)
