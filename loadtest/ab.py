@@ -22,12 +22,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import configs
-from processes import free_port, plain_upstream
+from processes import await_ready, free_port, plain_upstream, stop_all
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -57,16 +55,6 @@ def wrk(url: str, connections: int, duration: str) -> int:
     return int(next(line for line in out.splitlines() if "requests in" in line).split()[0])
 
 
-def wait_ready(url: str) -> None:
-    for _ in range(200):
-        try:
-            urllib.request.urlopen(url, timeout=1)  # noqa: S310 - loopback only
-            return
-        except (OSError, urllib.error.URLError):
-            time.sleep(0.1)
-    raise SystemExit(f"ab: {url} never answered")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     fronts = dict(item.split("=", 1) for item in args.fronts)
@@ -93,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             proc = subprocess.Popen(argv, cwd=Path(checkout).resolve(), stdout=log, stderr=log)  # noqa: S603
             procs.append(proc)
             url = f"http://127.0.0.1:{listen}{args.path}"
-            wait_ready(url)
+            await_ready(url, tries=200, pause=0.1)
             wrk(url, args.connections, "2s")  # warm-up
             running[name] = (proc.pid, url)
         figures: dict[str, list[float]] = {name: [] for name in running}
@@ -111,10 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         return 0
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=30)
+        stop_all(procs)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -17,17 +17,13 @@ import argparse
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import configs
-from processes import free_port, plain_upstream
+from processes import await_ready, free_port, get_in_sequence, plain_upstream
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -48,22 +44,8 @@ def count(
     argv += ["-m", "proxy", "run", "--config", str(conf)]
     log = (work / f"switchback-{n}.log").open("wb")
     proc = subprocess.Popen(argv, cwd=checkout, stderr=log, stdout=subprocess.DEVNULL)  # noqa: S603
-    for _ in range(600):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=2)  # noqa: S310
-            break
-        except (OSError, urllib.error.URLError):
-            time.sleep(0.5)
-    with socket.create_connection(("127.0.0.1", listen)) as sock, sock.makefile("rb") as f:
-        for i in range(n):
-            sock.sendall(
-                b"GET %s HTTP/1.1\r\nHost: h\r\nX-Client-Id: c-%d\r\n\r\n" % (path.encode(), i % 50)
-            )
-            length = 0
-            while (line := f.readline()) != b"\r\n":
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            f.read(length)
+    await_ready(f"http://127.0.0.1:{admin}/readyz", pause=0.5)
+    get_in_sequence(listen, path, n)
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=600)
     found = re.search(r"^(?:summary|totals): (\d+)", out.read_text(errors="replace"), re.M)

@@ -17,17 +17,14 @@ import argparse
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import configs
-from processes import free_port, plain_upstream
+from processes import await_ready, free_port, get_in_sequence, plain_upstream, stop_all
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -61,19 +58,6 @@ runpy.run_module("proxy", run_name="__main__")
 """
 
 
-def send(port: int, path: str, n: int) -> None:
-    with socket.create_connection(("127.0.0.1", port)) as sock, sock.makefile("rb") as f:
-        for i in range(n):
-            sock.sendall(
-                b"GET %s HTTP/1.1\r\nHost: h\r\nX-Client-Id: c-%d\r\n\r\n" % (path.encode(), i % 50)
-            )
-            length = 0
-            while (line := f.readline()) != b"\r\n":
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            f.read(length)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkout", nargs="?", default=str(REPO))
@@ -101,15 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         log = (work / "switchback.log").open("wb")
         front = subprocess.Popen(argv_, cwd=checkout, stdout=log, stderr=log)  # noqa: S603
         procs.append(front)
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=2)  # noqa: S310
-                break
-            except (OSError, urllib.error.URLError):
-                time.sleep(0.2)
-        send(listen, args.path, 100)  # warm-up: imports, pools, caches
+        await_ready(f"http://127.0.0.1:{admin}/readyz")
+        get_in_sequence(listen, args.path, 100)  # warm-up: imports, pools, caches
         front.send_signal(signal.SIGUSR1)
-        send(listen, args.path, args.requests)
+        get_in_sequence(listen, args.path, args.requests)
         front.send_signal(signal.SIGUSR1)
         for _ in range(300):
             if counts.exists() and counts.stat().st_size:
@@ -126,10 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{ops / n:10.1f} {calls / n:6.2f}  {shown}:{line} {name}")
         return 0
     finally:
-        for proc in reversed(procs):
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=30)
+        stop_all(procs)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -129,3 +129,37 @@ def plain_upstream(work: Path, nginx: str) -> tuple[subprocess.Popen[bytes], dic
     conf.write_text(configs.upstream_nginx_conf(work, site, ports, {}, free_port()))
     argv = [nginx, "-p", str(work), "-e", str(work / "upstream-error.log"), "-c", str(conf)]
     return subprocess.Popen(argv), ports  # noqa: S603 - our own nginx config
+
+
+def await_ready(url: str, tries: int = 600, pause: float = 0.2) -> None:
+    """Poll ``url`` until it answers (a front started by a side-by-side tool)."""
+    for _ in range(tries):
+        try:
+            urllib.request.urlopen(url, timeout=2)  # noqa: S310 - loopback only
+            return
+        except (OSError, urllib.error.URLError):
+            time.sleep(pause)
+    raise SystemExit(f"{url} never answered")
+
+
+def get_in_sequence(port: int, path: str, n: int) -> None:
+    """``n`` GETs of ``path``, one after the other on one keep-alive connection, each with an
+    ``X-Client-Id`` from a set of 50; each response is read whole before the next request."""
+    with socket.create_connection((HOST, port)) as sock, sock.makefile("rb") as f:
+        for i in range(n):
+            sock.sendall(
+                b"GET %s HTTP/1.1\r\nHost: h\r\nX-Client-Id: c-%d\r\n\r\n" % (path.encode(), i % 50)
+            )
+            length = 0
+            while (line := f.readline()) != b"\r\n":
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            f.read(length)
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Terminate every process, then wait for each (the side-by-side tools' clean-up)."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        proc.wait(timeout=30)
