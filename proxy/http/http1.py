@@ -150,14 +150,17 @@ def request_head(
     trust_forwarded: bool,
     chunked: bool,
     upgrade: bytes | None,
-    drop: frozenset[bytes] = HOP_BY_HOP,
+    drop: frozenset[bytes] | None = None,
 ) -> bytes:
     """The request head sent to a release: method and target exactly as received, the
     end-to-end headers in their order, then X-Forwarded-For (appended), -Proto and -Host.
 
     One pass over the headers: a Connection header that names further fields (rare) makes
-    it start again, dropping those too (``drop``)."""
+    it start again, dropping those too (``drop``; None: the fixed set)."""
     headers = ex.headers
+    fixed = drop is None
+    if drop is None:
+        drop = HOP_BY_HOP
     out = [b"%s %s HTTP/1.1\r\n" % (ex.method.encode("ascii"), ex.target)]
     xff: bytes | None = None
     host: bytes | None = None
@@ -166,11 +169,7 @@ def request_head(
     for name, value in headers:
         lname = name.lower()
         if lname in drop:
-            if (
-                lname == b"connection"
-                and drop is HOP_BY_HOP
-                and value.lower() not in _PLAIN_CONNECTION
-            ):
+            if lname == b"connection" and fixed and value.lower() not in _PLAIN_CONNECTION:
                 more = hop_by_hop(headers)
                 return request_head(ex, peer, trust_forwarded, chunked, upgrade, more)
             continue
@@ -209,7 +208,7 @@ def response_head(
     close: bool,
     is_head: bool,
     http10: bool,
-    drop: frozenset[bytes] = HOP_BY_HOP,
+    drop: frozenset[bytes] | None = None,
 ) -> tuple[bytes, bool, bool]:
     """The response head sent to the client: (head, body is chunked, connection must close).
 
@@ -219,6 +218,9 @@ def response_head(
     ``request_head``."""
     status = ex.status
     headers = ex.response_headers
+    fixed = drop is None
+    if drop is None:
+        drop = HOP_BY_HOP
     has_length = False
     upgrade: bytes | None = None
     out = [status_line(status, reason)]
@@ -227,11 +229,7 @@ def response_head(
         if lname in drop:
             if lname == b"upgrade":
                 upgrade = value
-            elif (
-                lname == b"connection"
-                and drop is HOP_BY_HOP
-                and value.lower() not in _PLAIN_CONNECTION
-            ):
+            elif lname == b"connection" and fixed and value.lower() not in _PLAIN_CONNECTION:
                 more = hop_by_hop(headers)
                 return response_head(ex, reason, served_by, close, is_head, http10, more)
             continue

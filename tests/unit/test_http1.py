@@ -14,7 +14,15 @@ from proxy.http import http1
 from proxy.pipeline import Exchange
 
 NAMES = [b"Accept", b"X-Secret", b"x-trace", b"Keep-Alive", b"TE", b"Upgrade", b"Trailer"]
-CONNECTION_VALUES = [b"keep-alive", b"close", b"X-Secret", b"close, x-trace", b"Keep-Alive, TE"]
+CONNECTION_VALUES = [
+    b"keep-alive",
+    b"close",
+    b"X-Secret",
+    b"close, x-trace",
+    b"Keep-Alive, TE",
+    b"",
+    b" , ",
+]
 
 fields = st.lists(
     st.one_of(
