@@ -170,34 +170,34 @@ def quantile_ms(hist: list[int], q: float) -> float | None:
 class Windows:
     """One ``ReleaseWindow`` per release name, created on first use."""
 
-    __slots__ = ("max_window_s", "by_release")
+    __slots__ = ("max_window_s", "_by_release")
 
     def __init__(self, max_window_s: float = DEFAULT_MAX_WINDOW_S) -> None:
         self.max_window_s = max_window_s
-        self.by_release: dict[str, ReleaseWindow] = {}  # read it; ``window`` adds to it
+        self._by_release: dict[str, ReleaseWindow] = {}
 
     def window(self, release: str) -> ReleaseWindow:
         """The release's window (created when missing); hot paths may keep it and call it."""
-        w = self.by_release.get(release)
+        w = self._by_release.get(release)
         if w is None:
-            w = self.by_release[release] = ReleaseWindow(release, self.max_window_s)
+            w = self._by_release[release] = ReleaseWindow(release, self.max_window_s)
         return w
 
     def record(self, release: str, status: int, duration_s: float, now: float) -> None:
-        (self.by_release.get(release) or self.window(release)).record(status, duration_s, now)
+        (self._by_release.get(release) or self.window(release)).record(status, duration_s, now)
 
     def snapshot(self, release: str, now: float, window_s: float) -> WindowStats:
-        w = self.by_release.get(release)
+        w = self._by_release.get(release)
         if w is None:
             return WindowStats(release=release)
         return w.snapshot(now, window_s)
 
     def counts(self, release: str, now: float, window_s: float) -> WindowCounts:
-        w = self.by_release.get(release)
+        w = self._by_release.get(release)
         return WindowCounts() if w is None else w.counts(now, window_s)
 
     def reset(self, release: str) -> None:
         """Forget the release's history, e.g. before a new rollout judges a new deployment."""
-        w = self.by_release.get(release)
+        w = self._by_release.get(release)
         if w is not None:
             w.reset()

@@ -46,9 +46,6 @@ class ResponseSide:
     def _call(self, hook: Any, name: str, *args: Any) -> Any:
         raise NotImplementedError
 
-    def _step_failed(self, name: str) -> None:
-        raise NotImplementedError
-
     def _finish(self, outcome: str) -> None:
         raise NotImplementedError
 
@@ -81,12 +78,10 @@ class ResponseSide:
             self._send_head(reason)
             return
         pipeline = self.ctx.pipeline
-        if pipeline.response_head_hooks:
-            try:
-                pipeline.response_head(ex)
-            except Exception:
-                self._step_failed("response_head")
-                return
+        if pipeline.response_head_hooks and (
+            self._call(pipeline.response_head, "response_head") is FAILED
+        ):
+            return
         if ex.want_response_body:
             length = ex.response_header(b"content-length")
             if length is not None and not _fits(length, self.ctx.settings.inspect_cap):
@@ -101,12 +96,8 @@ class ResponseSide:
     def _send_head(self, reason: bytes, served_by: bool = True) -> bool:
         """Run the respond hooks and make the client's head (kept in ``stash``)."""
         pipeline = self.ctx.pipeline
-        if pipeline.respond_hooks:
-            try:
-                pipeline.respond(self.ex)
-            except Exception:
-                self._step_failed("respond")
-                return False
+        if pipeline.respond_hooks and self._call(pipeline.respond, "respond") is FAILED:
+            return False
         client = self.client
         head, self.out_chunked, must_close = http1.response_head(
             self.ex,
@@ -165,10 +156,8 @@ class ResponseSide:
         end the client's response."""
         if self.hold is not None:
             body = b"".join(self.hold)
-            try:
-                rewrite = self.ctx.pipeline.response_body(self.ex, body)
-            except Exception:
-                self._step_failed("response_body")
+            rewrite = self._call(self.ctx.pipeline.response_body, "response_body", body)
+            if rewrite is FAILED:
                 return
             if rewrite is not None:
                 body = rewrite.body

@@ -54,10 +54,13 @@ class JournalStep(Step):
             ex.put(BODY, body)
 
     def done(self, ex: Exchange) -> None:
-        slots = ex.slots  # most requests: none (a read, or the stable release's)
-        if not slots or not slots.get(JOURNALED) or ex.failover_from is not None:
-            return
-        if ex.outcome in NOT_SERVED:
+        slots = ex.slots  # most requests have none (a read, or the stable release's): no call
+        if (
+            not slots
+            or not slots.get(JOURNALED)
+            or ex.failover_from is not None
+            or ex.outcome in NOT_SERVED
+        ):
             return
         entry = make_entry(
             ex, ex.get(BODY), self.clock(), self.max_body, self.secret, self.keep_credentials

@@ -58,8 +58,7 @@ class RecordExchange(Step):
     ) -> None:
         self.requests = metrics.requests.inc
         self.durations = metrics.duration.observe
-        self.by_release = windows.by_release  # a release's window, once made, stays
-        self.window = windows.window
+        self.windows = windows.record
         self.clock = loop.time
 
     def done(self, ex: Exchange) -> None:
@@ -73,5 +72,4 @@ class RecordExchange(Step):
         # request Switchback refused itself (a limit, a timeout, overload) or a step answered
         # (a sunset's 410, a malformed field list's 400).
         if ex.outcome not in _NOT_THE_RELEASES:
-            window = self.by_release.get(release) or self.window(release)
-            window.record(status, elapsed, now)
+            self.windows(release, status, elapsed, now)
