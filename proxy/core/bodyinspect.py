@@ -55,7 +55,9 @@ def decoded_copy(body: bytes, content_encoding: bytes | None, cap: int) -> bytes
     """
     if len(body) > cap:
         return TOO_LARGE
-    codings = [] if not content_encoding else content_encoding.decode("latin-1").split(",")
+    if not content_encoding:  # most bodies: nothing to undo
+        return body
+    codings = content_encoding.decode("latin-1").split(",")
     data = body
     for coding in reversed(codings):
         name = coding.strip().lower()

@@ -324,7 +324,9 @@ def _unix(when: dt.datetime) -> int:
 def unique(rules: Sequence[Rule] | None) -> list[Rule]:
     """``rules`` without repeats (by id), in the order of their first appearance: an element is
     counted once per exchange however many times it matched."""
+    if not rules or len(rules) == 1:  # the usual case: nothing to drop
+        return list(rules or ())
     first: dict[str, Rule] = {}
-    for rule in rules or ():
+    for rule in rules:
         first.setdefault(rule.id, rule)
     return list(first.values())

@@ -36,12 +36,10 @@ FOUND = Slot[Found]("deprecations")
 
 
 def _found(ex: Exchange) -> Found:
-    slots = ex.slots  # the slot dict itself: this runs several times per inspected response
-    if slots is None:
-        slots = ex.slots = {}
-    found: Found | None = slots.get(FOUND)
+    found = ex.get(FOUND)
     if found is None:
-        found = slots[FOUND] = Found()
+        found = Found()
+        ex.put(FOUND, found)
     return found
 
 
@@ -83,10 +81,7 @@ class DeprecationStep(Step):
         inspected (the reason is counted)."""
         if not rules or not body:
             return None
-        if encoding is None and len(body) <= self.cap:  # most bodies: nothing to undo
-            decoded: bytes | str = body
-        else:
-            decoded = decoded_copy(body, encoding, self.cap)
+        decoded = decoded_copy(body, encoding, self.cap)
         if isinstance(decoded, str):
             self.t.skipped(decoded)
             return None
@@ -130,8 +125,7 @@ class DeprecationStep(Step):
             self.t.remember(found.etag_key, hits)
 
     def respond(self, ex: Exchange) -> None:
-        slots = ex.slots
-        found: Found | None = slots.get(FOUND) if slots else None
+        found = ex.get(FOUND)
         if found is None or not (found.used or found.exposed):
             return
         involved = found.used + found.exposed
@@ -144,8 +138,7 @@ class DeprecationStep(Step):
             ex.add_headers.extend(deprecation_headers(involved, ex.response_headers, self.warning))
 
     def done(self, ex: Exchange) -> None:
-        slots = ex.slots
-        found: Found | None = slots.get(FOUND) if slots else None
+        found = ex.get(FOUND)
         if found is None:
             return
         if ex.response_skipped is not None and found.response_rules:
@@ -156,12 +149,10 @@ class DeprecationStep(Step):
             return
         now = time.time()
         client = ex.client_id
-        count = self.t.count
-        used, exposed = found.used, found.exposed
-        for rule in unique(used) if len(used) > 1 else used:
-            count(rule, "use", client, now)
-        for rule in unique(exposed) if len(exposed) > 1 else exposed:
-            count(rule, "exposure", client, now)
+        for rule in unique(found.used):
+            self.t.count(rule, "use", client, now)
+        for rule in unique(found.exposed):
+            self.t.count(rule, "exposure", client, now)
 
 
 def _has_body(ex: Exchange) -> bool:
