@@ -13,7 +13,6 @@ some 50 times slower): a few minutes.
 
 from __future__ import annotations
 
-import argparse
 import re
 import shutil
 import signal
@@ -23,9 +22,7 @@ import tempfile
 from pathlib import Path
 
 import configs
-from processes import await_ready, free_port, get_in_sequence, plain_upstream
-
-REPO = Path(__file__).resolve().parent.parent
+from processes import await_ready, free_port, get_in_sequence, one_front_parser, plain_upstream
 
 
 def count(
@@ -55,10 +52,7 @@ def count(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("checkout", nargs="?", default=str(REPO))
-    p.add_argument("--variant", default="plain", choices=sorted(configs.VARIANTS))
-    p.add_argument("--path", default="/users/1")
+    p = one_front_parser(__doc__)
     p.add_argument("--few", type=int, default=500)
     p.add_argument("--many", type=int, default=2500)
     args = p.parse_args(argv)

@@ -13,7 +13,6 @@ them (llhttp, msgspec, the kernel's reads and writes) is not counted here.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import signal
@@ -24,9 +23,14 @@ import time
 from pathlib import Path
 
 import configs
-from processes import await_ready, free_port, get_in_sequence, plain_upstream, stop_all
-
-REPO = Path(__file__).resolve().parent.parent
+from processes import (
+    await_ready,
+    free_port,
+    get_in_sequence,
+    one_front_parser,
+    plain_upstream,
+    stop_all,
+)
 
 # Run inside the front: count while SIGUSR1 has switched counting on; write the counts to
 # argv[1] when it switches it off again.
@@ -59,10 +63,7 @@ runpy.run_module("proxy", run_name="__main__")
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("checkout", nargs="?", default=str(REPO))
-    p.add_argument("--variant", default="plain", choices=sorted(configs.VARIANTS))
-    p.add_argument("--path", default="/users/1")
+    p = one_front_parser(__doc__)
     p.add_argument("--requests", type=int, default=1000)
     p.add_argument("--top", type=int, default=40)
     args = p.parse_args(argv)

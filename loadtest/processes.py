@@ -6,6 +6,7 @@ temporary directory, and ``Processes`` stops what it started, in reverse order.
 
 from __future__ import annotations
 
+import argparse
 import signal
 import socket
 import subprocess
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import configs
 from configs import HOST
 
 
@@ -120,7 +122,6 @@ def plain_upstream(work: Path, nginx: str) -> tuple[subprocess.Popen[bytes], dic
     """One nginx serving the benchmark's bodies for blue and green (no ETags), for the
     side-by-side tools (``ab.py``, ``instructions.py``): the process and release -> port."""
     import bodies
-    import configs
 
     site = work / "site"
     bodies.write_site(site)
@@ -163,3 +164,13 @@ def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
         proc.terminate()
     for proc in procs:
         proc.wait(timeout=30)
+
+
+def one_front_parser(doc: str) -> argparse.ArgumentParser:
+    """The arguments of the tools that run one front of one checkout (``instructions.py``,
+    ``opcodes.py``): the checkout (this one by default), the variant and the path asked for."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("checkout", nargs="?", default=str(Path(__file__).resolve().parent.parent))
+    p.add_argument("--variant", default="plain", choices=sorted(configs.VARIANTS))
+    p.add_argument("--path", default="/users/1", help="/users/1 (1 KB) or /users/100 (100 KB)")
+    return p
