@@ -4,8 +4,8 @@ rules, the labels and the ledger it counts into).
 
 Cost discipline: a request that no rule can concern pays for two table look-ups. A request
 body is copied (never delayed) only when a request-field rule applies to its route; a
-response is held for inspection only when a response-field rule applies and it is JSON; a held
-body is not even parsed when none of the rules' key names occurs in its bytes.
+response is held for inspection only when a response-field rule applies and it is JSON, and a
+held body is decoded once for all the rules that apply (``RuleSet.match_body``).
 """
 
 from __future__ import annotations
