@@ -12,6 +12,17 @@ Structs is skipped by one C-level count (``operator.countOf``), so no Python cod
 element. The Structs are not tracked by the cyclic collector (``gc=False``: decoded data has
 no cycles), so a call allocates only a few tracked objects (the lists and dicts on the paths).
 
+Most list bodies lack the key a rule looks for in their elements, and the Structs cost most of
+such a decode (one allocated, compared and freed per element). So a body is first decoded
+*skimmed*: with every value a path spreads over (``[]``, ``*``) left as ``Raw``, validated in
+the same pass but with no Struct per element. A path whose value is there is then decided by
+its bytes: when one of the keys after the spread does not occur in them as ``"key"`` (and they
+hold no backslash, which could spell a key otherwise), the path is not there. Only when every
+such key occurs (a hit, or a key elsewhere in the elements) is the body decoded in full, and
+the next ``SKIM_BACKOFF`` bodies go straight to the full decode, so a route whose lists hold
+the key pays for one skim in that many. The key search is the C library's ``memmem``. A body
+under ``SKIM_FROM`` bytes is decoded in full at once: a few Structs cost less than the skim.
+
 A set of paths that name keys alone (``user.role``) stays with the simdjson scanner: looking
 up a few keys costs it nothing per element, and its parse is faster than msgspec's skipping
 (``needs_types``).
@@ -23,11 +34,14 @@ as "not there", which is what ``jsonpaths.find`` answers, instead of failing the
 Validation stays simdjson's: a body msgspec refuses (malformed, a byte-order mark, nesting
 past Python's recursion limit, a number msgspec cannot hold where a path goes) is handed to the
 simdjson scanner (``fieldscan``), which decides as before; invalid UTF-8, which msgspec does
-not check in the text it skips, is refused first. Two differences remain where this decoder
+not check in the text it skips, is refused first. Three differences remain where this decoder
 answers (the tests name them):
 
 - a number past 64-bit integers or doubles where no path goes is read as the valid JSON it
   is; simdjson refused the whole body as malformed, so none of its fields was counted;
+- a number msgspec cannot hold (``1e400``) inside an array or ``*`` value whose bytes lack
+  a key the path needs there is valid JSON the skim reads past; where those bytes hold the
+  keys, the full decode refuses the body as before;
 - a key repeated in one object counts by its last occurrence, as a full parse (orjson,
   Python's ``json``, JavaScript's ``JSON.parse``) and ``jsonpaths.find`` on it read it;
   simdjson's look-up took the first. Neither reading counts more in general; finding both
@@ -41,10 +55,14 @@ its verdict on every body: 176); every item with ``role``: 180 and 156; 1 KB (8 
 and 2.5 without, 3.6 and 3.6 with; ``meta.*.deprecated`` over 1,000 values without it: 5,975
 and 230; ``user.role`` alone at 87 KB: 44.8 and 74.7 (hence ``needs_types``). Young-generation
 collections: 0.9 per call at 87 KB before, 1 per 1,000 calls now.
+The skim, with the same script on 2026-12-02: 87 KB without the item key 167 -> 112 us,
+``meta.*.deprecated`` over 1,000 values without it 406 -> 108, every item with the key 198 ->
+193 (the full decode, after the back-off).
 """
 
 from __future__ import annotations
 
+import ctypes
 import operator
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -230,17 +248,25 @@ def _plan(root: _Node, steps: Sequence[Step]) -> _Plan:
     return _Plan(tuple(keys), spread, empty, tuple(walks))
 
 
-def _occurs(root: Any, plan: _Plan) -> bool:
+def _lookup(root: Any, keys: tuple[tuple[str | None, str], ...]) -> Any:
+    """The value the leading keys name (plain look-ups), or UNSET."""
     value = root
-    for attr, key in plan.keys:  # one value while the path names keys: plain look-ups
+    for attr, key in keys:
         if attr is not None:
             value = getattr(value, attr, UNSET)
         elif type(value) is dict:
             value = value.get(key, UNSET)
         else:
-            return False
+            return UNSET
         if value is UNSET:
-            return False
+            return UNSET
+    return value
+
+
+def _occurs(root: Any, plan: _Plan) -> bool:
+    value = _lookup(root, plan.keys)
+    if value is UNSET:
+        return False
     if not plan.walks:
         return True
     if plan.spread != KEY:
@@ -262,6 +288,64 @@ def _occurs(root: Any, plan: _Plan) -> bool:
     return next(found, _END) is not _END
 
 
+def _cut(shape: _Shape) -> _Shape:
+    """The shape skimmed: every value the paths spread over (``[]``, ``*``) left as ``Raw``."""
+    out = _Shape()
+    if shape.any is None and shape.each is None:
+        out.keys = {key: _cut(child) for key, child in shape.keys.items()}
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Skim:
+    """How one path is answered from the skimmed decode: the keys down to its value, or to
+    the raw value it spreads over; then the keys after that, which must all occur in those
+    bytes (quoted, as JSON writes a key without escapes) for the path to be there. None: the
+    path ends at that value; (): no key follows, so the bytes cannot tell."""
+
+    keys: tuple[tuple[str | None, str], ...]
+    needles: tuple[bytes, ...] | None
+
+
+def _skim_plan(shape: _Shape, root: _Node, steps: Sequence[Step]) -> _Skim:
+    cut = len(steps)
+    for i, (_, key) in enumerate(steps):
+        if shape.any is not None or shape.each is not None:
+            cut = i
+            break
+        shape = shape.keys[key]  # no spread yet: every step so far is a key
+    rest = steps[cut:]
+    needles = tuple(b'"%s"' % key.encode() for kind, key in rest if kind == KEY)
+    return _Skim(_plan(root, steps[:cut]).keys, needles if rest else None)
+
+
+def _memmem() -> Callable[[bytes, bytes], bool]:
+    """Whether a needle occurs in a text: the C library's ``memmem`` where there is one. At
+    87 KB it is three times as fast as ``bytes.find``, whose search skips badly on the quote
+    a JSON key starts with (``loadtest/inspection.py``)."""
+    try:
+        libc = ctypes.CDLL(None)
+        memmem = libc.memmem
+    except (OSError, AttributeError):
+        return bytes.__contains__
+    memmem.restype = ctypes.c_void_p
+    memmem.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t]
+
+    def contains(text: bytes, needle: bytes) -> bool:
+        return memmem(text, len(text), needle, len(needle)) is not None
+
+    return contains
+
+
+contains = _memmem()  # (text, needle) -> whether it occurs
+# Below this many bytes a body is decoded in full at once: with a few elements the Structs
+# cost less than the skim's look-ups and key searches (the two break even near 4 KB of items).
+SKIM_FROM = 4096
+# After a body the skim could not answer (a hit, most often), that many bodies go straight to
+# the full decode: a route whose lists hold the key pays for one skim in this many.
+SKIM_BACKOFF = 16
+
+
 # Generating the types takes ~1 ms for a few short paths and grows with depth (7 ms at 64 steps,
 # msgspec's recursion limit near 400); a set with a deeper path is left to the simdjson scanner.
 MAX_STEPS = 32
@@ -279,7 +363,8 @@ class TypedScanner:
     """Per path, whether it occurs in a JSON body; the same contract as ``FieldScanner``,
     which answers alone for paths that do not ``needs_types``.
 
-    Built once per set of paths (the caller caches it); ``scan`` keeps no state between calls.
+    Built once per set of paths (the caller caches it). Between calls ``scan`` keeps only
+    whether to skim the next body: the answers do not depend on it.
     """
 
     def __init__(self, paths: Sequence[JsonPath]) -> None:
@@ -287,6 +372,9 @@ class TypedScanner:
         self._fallback = FieldScanner(self.paths)
         self._decoder: msgspec.json.Decoder[Any] | None = None
         self._plans: tuple[_Plan, ...] = ()
+        self._skimmer: msgspec.json.Decoder[Any] | None = None
+        self._skims: tuple[_Skim, ...] = ()
+        self._full_for = 0  # bodies left to decode in full before skimming again
         if needs_types(self.paths):
             shape = _Shape()
             for path in self.paths:
@@ -294,6 +382,9 @@ class TypedScanner:
             root = _build(shape)
             self._decoder = msgspec.json.Decoder(root.type)
             self._plans = tuple(_plan(root, path.steps) for path in self.paths)
+            skimmed = _build(_cut(shape))
+            self._skimmer = msgspec.json.Decoder(skimmed.type)
+            self._skims = tuple(_skim_plan(shape, skimmed, p.steps) for p in self.paths)
 
     def scan(self, body: bytes) -> tuple[bool, ...] | None:
         """Per path, whether it occurs in the JSON ``body``; None when it is not valid JSON."""
@@ -304,8 +395,42 @@ class TypedScanner:
                 body.decode("utf-8")
             except UnicodeDecodeError:
                 return None
+        if len(body) < SKIM_FROM:
+            pass
+        elif self._full_for:
+            self._full_for -= 1
+        else:
+            seen = self._skim(body)
+            if seen is not None:
+                return seen
+            self._full_for = SKIM_BACKOFF
         try:
             root = self._decoder.decode(body)
         except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError
             return self._fallback.scan(body)
         return tuple([_occurs(root, plan) for plan in self._plans])
+
+    def _skim(self, body: bytes) -> tuple[bool, ...] | None:
+        """Per path, whether it occurs, from one decode that leaves every array and ``*``
+        value as raw bytes; None when those bytes cannot tell (they hold every key that
+        follows, or an escape that could spell one) or the decode fails."""
+        assert self._skimmer is not None
+        try:
+            root = self._skimmer.decode(body)
+        except (msgspec.DecodeError, RecursionError):
+            return None  # the full decode decides, as for any body
+        seen = []
+        for skim in self._skims:
+            value = _lookup(root, skim.keys)
+            if value is UNSET or skim.needles is None:
+                seen.append(value is not UNSET)
+                continue
+            if not skim.needles or type(value) is not Raw:
+                return None  # no key to look for; or a value decoded where paths merge
+            text = bytes(value)
+            if b"\\" in text:
+                return None
+            if all([contains(text, needle) for needle in skim.needles]):
+                return None  # maybe there: the full decode decides
+            seen.append(False)
+        return tuple(seen)

@@ -10,11 +10,17 @@ from hypothesis import strategies as st
 
 from proxy.core.fieldscan import FieldScanner
 from proxy.core.jsonpaths import JsonPath, find, parse_path
-from proxy.core.typedscan import MAX_STEPS, TypedScanner, needs_types
+from proxy.core.typedscan import MAX_STEPS, SKIM_FROM, TypedScanner, contains, needs_types
 
 
 def scan(body: bytes, *texts: str) -> tuple[bool, ...] | None:
     return TypedScanner([parse_path(t) for t in texts]).scan(body)
+
+
+def skimmed(body: bytes) -> bytes:
+    """The body with trailing whitespace (still the same JSON) up to the size the scanner
+    skims from: small bodies are decoded in full at once."""
+    return body + b" " * SKIM_FROM
 
 
 def expected(value: object, paths: list[JsonPath]) -> tuple[bool, ...]:
@@ -58,7 +64,9 @@ TOP_ARRAY_PATHS = st.tuples(st.integers(1, 2), PATHS).map(lambda p: "[]" * p[0] 
 def test_agrees_with_find_on_a_full_parse(value: object, texts: list[str]) -> None:
     """Merged trees, shapes that do not fit the paths, odd keys: the same answer as ``find``."""
     paths = [parse_path(t) for t in texts]
-    assert TypedScanner(paths).scan(orjson.dumps(value)) == expected(value, paths)
+    body = orjson.dumps(value)
+    assert TypedScanner(paths).scan(body) == expected(value, paths)
+    assert TypedScanner(paths).scan(skimmed(body)) == expected(value, paths)
 
 
 ITEMS = [{"id": i, "name": f"n{i}"} for i in range(2000)]
@@ -202,7 +210,66 @@ def test_difference_huge_numbers_outside_the_paths_are_valid_json() -> None:
 
 def test_a_number_python_cannot_hold_where_a_path_goes_is_refused_as_before() -> None:
     for number in (b"1e400", b"-1e400", b"9" * 5000):
-        assert scan(b'{"user": {"role": 1}, "n": [' + number + b"]}", "user.role", "n[].x") is None
+        body = b'{"user": {"role": 1}, "n": [' + number + b', {"x": 1}]}'
+        assert scan(body, "user.role", "n[].x") is None
+        assert scan(skimmed(body), "user.role", "n[].x") is None
+
+
+def test_difference_such_a_number_in_a_list_without_the_key_is_read_past() -> None:
+    """The skim reads an array whose bytes lack the key as raw bytes: valid JSON, the path is
+    not there. The full decode refused the body, so none of its fields was counted."""
+    for number in (b"1e400", b"-1e400", b"9" * 5000):
+        body = skimmed(b'{"user": {"role": 1}, "n": [' + number + b"]}")
+        assert scan(body, "user.role", "n[].x") == (True, False)
+        body = skimmed(b'{"user": {"role": 1}, "n": ' + number + b"}")
+        assert scan(body, "user.role", "n[].x") == (
+            True,
+            False,
+        )
+        body = skimmed(b'{"user": {"role": 1}, "m": {"a": ' + number + b"}}")
+        assert scan(body, "user.role", "m.*.x") == (True, False)
+
+
+@settings(max_examples=300)
+@given(
+    values=st.lists(VALUES, min_size=1, max_size=40),
+    texts=st.lists(PATHS | TOP_ARRAY_PATHS, min_size=1, max_size=3),
+)
+def test_one_scanner_agrees_with_find_body_after_body(
+    values: list[object], texts: list[str]
+) -> None:
+    """A scanner skims, or after a body the skim could not answer decodes the next ones in
+    full: either way each answer is ``find``'s."""
+    paths = [parse_path(t) for t in texts]
+    scanner = TypedScanner(paths)
+    for value in values:
+        assert scanner.scan(skimmed(orjson.dumps(value))) == expected(value, paths)
+
+
+@pytest.mark.parametrize(
+    ("body", "hit"),
+    [
+        (b'{"items": [{"r\\u006fle": 1}]}', True),  # the key spelt with an escape
+        (b'{"items": [{"x": "\\"role\\""}]}', False),  # the key's text inside a string
+        (b'{"items": [{"x": "role"}, {"role": 1}]}', True),
+        (b'{"role": 1, "items": [{"x": "role"}, {"rol": 1}]}', False),
+        (b'{"items": [{"x": "\xc3\xa9"}, {"role\xc3\xa9": 1}]}', False),
+        (b'{"items": [{"x": [{"role": 1}]}]}', False),  # deeper than the path
+    ],
+)
+def test_the_skim_reads_keys_as_json_writes_them(body: bytes, hit: bool) -> None:
+    scanner = TypedScanner([parse_path("items[].role")])
+    assert scanner.scan(skimmed(body)) == (hit,) == expected(orjson.loads(body), scanner.paths)
+
+
+def test_a_route_whose_lists_turn_from_misses_to_hits_and_back_is_answered_exactly() -> None:
+    scanner = TypedScanner([parse_path("user.role"), parse_path("items[].role")])
+    miss = skimmed(orjson.dumps({"user": {"role": 1}, "items": ITEMS[:50]}))
+    hit = skimmed(orjson.dumps({"user": {}, "items": [*ITEMS[:50], {"role": 2}]}))
+    for body, answer in [(miss, (True, False)), (hit, (False, True))] * 3 + [
+        (miss, (True, False))
+    ] * 40:
+        assert scanner.scan(body) == answer
 
 
 def test_difference_a_repeated_key_counts_by_its_last_occurrence() -> None:
@@ -228,3 +295,11 @@ def test_paths_of_keys_alone_are_left_to_the_simdjson_scanner() -> None:
     body = b'{"user": {"role": 1}, "user": {}}'
     assert TypedScanner(keys).scan(body) == (True, False)  # simdjson reads the first "user"
     assert TypedScanner([*keys, parse_path("items[].role")]).scan(body) == (False, False, False)
+
+
+@given(text=st.binary(max_size=300), needle=st.binary(max_size=8), at=st.integers(0, 300))
+def test_the_key_search_finds_what_in_finds(text: bytes, needle: bytes, at: int) -> None:
+    """The C library's memmem through ctypes: NUL bytes, empty needles, needles at either end."""
+    planted = text[:at] + needle + text[at:]
+    assert contains(planted, needle)
+    assert contains(text, needle) == (needle in text)
