@@ -42,10 +42,11 @@ import msgspec
 import orjson
 import simdjson
 
+from proxy.core.bytesearch import contains
 from proxy.core.fieldscan import FieldScanner
 from proxy.core.jsonpaths import JsonPath, find, parse_path
 from proxy.core.rules import Rule, RuleSet
-from proxy.core.typedscan import TypedScanner, contains, needs_types
+from proxy.core.typedscan import TypedScanner, needs_types
 
 ITEM_RULES = ("user.role", "items[].role")
 ANY_RULES = ("meta.*.deprecated",)

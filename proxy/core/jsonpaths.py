@@ -14,10 +14,12 @@ every element of an array. Examples: ``user.role``, ``items[].role``, ``data[][]
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import orjson
+
+from proxy.core.bytesearch import contains
 
 KEY = 0  # one named key of an object
 ANY = 1  # every key of an object
@@ -55,7 +57,7 @@ class JsonPath:
         if escaped:
             return True
         for name in self._names:
-            if name not in raw:
+            if not contains(raw, name):
                 return self._slashed and b"\\/" in raw
         return True
 
@@ -98,6 +100,11 @@ def parse_path(text: str) -> JsonPath:
         if text[i] != ".":
             raise ValueError(f"unexpected {text[i]!r} at position {i}")
         i += 1
+    return path_of(text, steps)
+
+
+def path_of(text: str, steps: Sequence[Step]) -> JsonPath:
+    """The path of ``steps`` (parsed already; ``text`` is its label)."""
     names = frozenset(orjson.dumps(name) for kind, name in steps if kind == KEY)
     slashed = any(kind == KEY and "/" in name for kind, name in steps)
     return JsonPath(text, tuple(steps), names, slashed)

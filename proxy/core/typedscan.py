@@ -16,12 +16,13 @@ Most list bodies lack the key a rule looks for in their elements, and the Struct
 such a decode (one allocated, compared and freed per element). So a body is first decoded
 *skimmed*: with every value a path spreads over (``[]``, ``*``) left as ``Raw``, validated in
 the same pass but with no Struct per element. A path whose value is there is then decided by
-its bytes: when one of the keys after the spread does not occur in them as ``"key"`` (and they
-hold no backslash, which could spell a key otherwise), the path is not there. Only when every
-such key occurs (a hit, or a key elsewhere in the elements) is the body decoded in full, and
-the next ``SKIM_BACKOFF`` bodies go straight to the full decode, so a route whose lists hold
-the key pays for one skim in that many. The key search is the C library's ``memmem``. A body
-under ``SKIM_FROM`` bytes is decoded in full at once: a few Structs cost less than the skim.
+its bytes: when one of the keys after the spread does not occur in them as JSON spells it
+(``JsonPath.may_occur_in``, which lets through the escapes that could spell a key otherwise),
+the path is not there. Only when every such key occurs (a hit, or a key elsewhere in the
+elements) is the body decoded in full, and the next ``SKIM_BACKOFF`` bodies go straight to
+the full decode, so a route whose lists hold the key pays for one skim in that many. The key
+search is ``proxy.core.bytesearch``. A body under ``SKIM_FROM`` bytes is decoded in full at
+once: a few Structs cost less than the skim.
 
 A set of paths that name keys alone (``user.role``) stays with the simdjson scanner: looking
 up a few keys costs it nothing per element, and its parse is faster than msgspec's skipping
@@ -62,7 +63,6 @@ The skim, with the same script on 2026-12-02: 87 KB without the item key 167 -> 
 
 from __future__ import annotations
 
-import ctypes
 import operator
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -75,7 +75,7 @@ import msgspec
 from msgspec import UNSET, Raw
 
 from proxy.core.fieldscan import FieldScanner
-from proxy.core.jsonpaths import ANY, EACH, KEY, JsonPath, Step
+from proxy.core.jsonpaths import ANY, EACH, KEY, JsonPath, Step, path_of
 
 
 class _AnyObject(msgspec.Struct, gc=False):
@@ -299,45 +299,26 @@ def _cut(shape: _Shape) -> _Shape:
 @dataclass(frozen=True, slots=True)
 class _Skim:
     """How one path is answered from the skimmed decode: the keys down to its value, or to
-    the raw value it spreads over; then the keys after that, which must all occur in those
-    bytes (quoted, as JSON writes a key without escapes) for the path to be there. None: the
-    path ends at that value; (): no key follows, so the bytes cannot tell."""
+    the raw value it spreads over; then ``rest``, the path from there on, which must be able
+    to occur in those bytes (``JsonPath.may_occur_in``) for the path to be there. None: the
+    path ends at that value."""
 
     keys: tuple[tuple[str | None, str], ...]
-    needles: tuple[bytes, ...] | None
+    rest: JsonPath | None
 
 
-def _skim_plan(shape: _Shape, root: _Node, steps: Sequence[Step]) -> _Skim:
+def _skim_plan(shape: _Shape, root: _Node, path: JsonPath) -> _Skim:
+    steps = path.steps
     cut = len(steps)
     for i, (_, key) in enumerate(steps):
         if shape.any is not None or shape.each is not None:
             cut = i
             break
         shape = shape.keys[key]  # no spread yet: every step so far is a key
-    rest = steps[cut:]
-    needles = tuple(b'"%s"' % key.encode() for kind, key in rest if kind == KEY)
-    return _Skim(_plan(root, steps[:cut]).keys, needles if rest else None)
+    rest = path_of(path.text, steps[cut:]) if cut < len(steps) else None
+    return _Skim(_plan(root, steps[:cut]).keys, rest)
 
 
-def _memmem() -> Callable[[bytes, bytes], bool]:
-    """Whether a needle occurs in a text: the C library's ``memmem`` where there is one. At
-    87 KB it is three times as fast as ``bytes.find``, whose search skips badly on the quote
-    a JSON key starts with (``loadtest/inspection.py``)."""
-    try:
-        libc = ctypes.CDLL(None)
-        memmem = libc.memmem
-    except (OSError, AttributeError):
-        return bytes.__contains__
-    memmem.restype = ctypes.c_void_p
-    memmem.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t]
-
-    def contains(text: bytes, needle: bytes) -> bool:
-        return memmem(text, len(text), needle, len(needle)) is not None
-
-    return contains
-
-
-contains = _memmem()  # (text, needle) -> whether it occurs
 # Below this many bytes a body is decoded in full at once: with a few elements the Structs
 # cost less than the skim's look-ups and key searches (the two break even near 4 KB of items).
 SKIM_FROM = 4096
@@ -384,7 +365,7 @@ class TypedScanner:
             self._plans = tuple(_plan(root, path.steps) for path in self.paths)
             skimmed = _build(_cut(shape))
             self._skimmer = msgspec.json.Decoder(skimmed.type)
-            self._skims = tuple(_skim_plan(shape, skimmed, p.steps) for p in self.paths)
+            self._skims = tuple(_skim_plan(shape, skimmed, p) for p in self.paths)
 
     def scan(self, body: bytes) -> tuple[bool, ...] | None:
         """Per path, whether it occurs in the JSON ``body``; None when it is not valid JSON."""
@@ -395,15 +376,14 @@ class TypedScanner:
                 body.decode("utf-8")
             except UnicodeDecodeError:
                 return None
-        if len(body) < SKIM_FROM:
-            pass
-        elif self._full_for:
-            self._full_for -= 1
-        else:
-            seen = self._skim(body)
-            if seen is not None:
-                return seen
-            self._full_for = SKIM_BACKOFF
+        if len(body) >= SKIM_FROM:
+            if self._full_for:
+                self._full_for -= 1
+            else:
+                seen = self._skim(body)
+                if seen is not None:
+                    return seen
+                self._full_for = SKIM_BACKOFF
         try:
             root = self._decoder.decode(body)
         except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError
@@ -412,8 +392,8 @@ class TypedScanner:
 
     def _skim(self, body: bytes) -> tuple[bool, ...] | None:
         """Per path, whether it occurs, from one decode that leaves every array and ``*``
-        value as raw bytes; None when those bytes cannot tell (they hold every key that
-        follows, or an escape that could spell one) or the decode fails."""
+        value as raw bytes; None when those bytes cannot tell (the rest of a path may occur in
+        them) or the decode fails."""
         assert self._skimmer is not None
         try:
             root = self._skimmer.decode(body)
@@ -422,15 +402,13 @@ class TypedScanner:
         seen = []
         for skim in self._skims:
             value = _lookup(root, skim.keys)
-            if value is UNSET or skim.needles is None:
+            if value is UNSET or skim.rest is None:
                 seen.append(value is not UNSET)
                 continue
-            if not skim.needles or type(value) is not Raw:
-                return None  # no key to look for; or a value decoded where paths merge
+            if type(value) is not Raw:
+                return None  # a value decoded where paths merge: the bytes are not at hand
             text = bytes(value)
-            if b"\\" in text:
-                return None
-            if all([contains(text, needle) for needle in skim.needles]):
+            if skim.rest.may_occur_in(text, b"\\" in text and b"\\u" in text):
                 return None  # maybe there: the full decode decides
             seen.append(False)
         return tuple(seen)

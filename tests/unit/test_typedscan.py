@@ -8,9 +8,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from proxy.core.bytesearch import contains
 from proxy.core.fieldscan import FieldScanner
 from proxy.core.jsonpaths import JsonPath, find, parse_path
-from proxy.core.typedscan import MAX_STEPS, SKIM_FROM, TypedScanner, contains, needs_types
+from proxy.core.typedscan import MAX_STEPS, SKIM_FROM, TypedScanner, needs_types
 
 
 def scan(body: bytes, *texts: str) -> tuple[bool, ...] | None:

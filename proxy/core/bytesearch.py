@@ -1,0 +1,29 @@
+"""Searching bytes for a short needle: the C library's ``memmem`` where there is one.
+
+At 87 KB of JSON it is about three times as fast as ``bytes.find``, whose search skips badly
+on the quote a JSON key starts with, which recurs all through the text
+(``loadtest/inspection.py``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable
+
+
+def _memmem() -> Callable[[bytes, bytes], bool]:
+    try:
+        memmem = ctypes.CDLL(None).memmem
+    except (OSError, AttributeError):  # no such C library: CPython's own search
+        return bytes.__contains__
+    memmem.restype = ctypes.c_void_p
+    memmem.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t]
+
+    def contains(text: bytes, needle: bytes) -> bool:
+        return memmem(text, len(text), needle, len(needle)) is not None
+
+    return contains
+
+
+contains = _memmem()
+"""``contains(text, needle)``: whether ``needle`` occurs in ``text``."""
