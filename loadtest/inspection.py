@@ -12,6 +12,8 @@ Bodies, each with the rules ``user.role`` and ``items[].role`` unless said other
 - ``1KB hit``, ``87KB hit``: the same, every item with ``role``;
 - ``87KB no key``: the miss body without ``user.role``: no ``"role"`` anywhere, so the
   prefilter rules both rules out (what it saves);
+- ``87KB miss, escapes``: the miss body with a quoted word in every item's name (``\\"``
+  in the JSON): the skim first asks whether the items hold a ``\\u`` escape;
 - ``87KB keys only``: the miss body with the rule ``user.role`` alone (which
   ``typedscan.needs_types`` leaves to the simdjson scanner; the typed row then times the
   decoder generated for ``user.role`` and an array path that no body has);
@@ -64,17 +66,18 @@ ABSENT_RULES = (
 )
 
 
-def _item(i: int, role: bool) -> dict[str, object]:
-    item: dict[str, object] = {"id": i, "name": f"user-{i:05d}", "team": f"t{i % 17}"}
+def _item(i: int, role: bool, quoted: bool = False) -> dict[str, object]:
+    name = f'user-{i:05d} "{i % 7}"' if quoted else f"user-{i:05d}"  # JSON: \"
+    item: dict[str, object] = {"id": i, "name": name, "team": f"t{i % 17}"}
     item |= {"email": f"u{i:05d}@example.com", "active": i % 3 != 0}
     if role:
         item["role"] = "member"
     return item
 
 
-def item_body(count: int, role: bool, user_role: bool = True) -> bytes:
+def item_body(count: int, role: bool, user_role: bool = True, quoted: bool = False) -> bytes:
     user = {"id": 1, "name": "Ada Lovelace"} | ({"role": "admin"} if user_role else {})
-    items = [_item(i, role) for i in range(1, count + 1)]
+    items = [_item(i, role, quoted) for i in range(1, count + 1)]
     return json.dumps({"user": user, "items": items}, separators=(",", ":")).encode()
 
 
@@ -92,6 +95,7 @@ BODIES: dict[str, tuple[bytes, tuple[str, ...]]] = {
     "87KB miss": (item_body(1000, False), ITEM_RULES),
     "87KB hit": (item_body(1000, True), ITEM_RULES),
     "87KB no key": (item_body(1000, False, user_role=False), ITEM_RULES),
+    "87KB miss, escapes": (item_body(1000, False, quoted=True), ITEM_RULES),
     "87KB keys only": (item_body(1000, False), KEY_RULES),
     "87KB *miss": (any_body(1000, False), ANY_RULES),
     "87KB *hit": (any_body(1000, True), ANY_RULES),

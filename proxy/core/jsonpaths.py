@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from proxy.core.bytesearch import contains
+from proxy.core.bytesearch import SLASH_ESCAPE, contains, has_escape
 
 KEY = 0  # one named key of an object
 ANY = 1  # every key of an object
@@ -58,7 +58,7 @@ class JsonPath:
             return True
         for name in self._names:
             if not contains(raw, name):
-                return self._slashed and b"\\/" in raw
+                return self._slashed and has_escape(raw, SLASH_ESCAPE)
         return True
 
 

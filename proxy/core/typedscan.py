@@ -74,6 +74,7 @@ from typing import Any, Union
 import msgspec
 from msgspec import UNSET, Raw
 
+from proxy.core.bytesearch import UNICODE_ESCAPE, has_escape
 from proxy.core.fieldscan import FieldScanner
 from proxy.core.jsonpaths import ANY, EACH, KEY, JsonPath, Step, path_of
 
@@ -172,6 +173,7 @@ def _build(shape: _Shape) -> _Node:
 
 
 Walk = Callable[[Iterator[Any]], Iterator[Any]]
+Lookup = Callable[[Any], Any]  # the value some leading keys name, or UNSET
 
 
 def _each(values: Iterator[Any]) -> Iterator[Any]:
@@ -209,6 +211,7 @@ class _Plan:
     """How one path is read from the decoded value."""
 
     keys: tuple[tuple[str | None, str], ...]  # the leading keys: (Struct attribute | None, key)
+    lookup: Lookup  # ``_lookup`` of those keys
     spread: int  # the step after them when it is EACH or ANY over Structs; else KEY
     empty: Any  # then the Struct with no field set: a run of those holds nothing
     walks: tuple[Walk, ...]  # the steps after the leading keys
@@ -245,7 +248,7 @@ def _plan(root: _Node, steps: Sequence[Step]) -> _Plan:
         if i == len(keys) and kind != KEY and not last and steps[i + 1][0] == KEY:
             if node.struct is not None:  # the next step reads a field of these Structs
                 spread, empty = kind, node.struct()
-    return _Plan(tuple(keys), spread, empty, tuple(walks))
+    return _Plan(tuple(keys), _lookup_of(tuple(keys)), spread, empty, tuple(walks))
 
 
 def _lookup(root: Any, keys: tuple[tuple[str | None, str], ...]) -> Any:
@@ -263,8 +266,31 @@ def _lookup(root: Any, keys: tuple[tuple[str | None, str], ...]) -> Any:
     return value
 
 
+def _lookup_of(keys: tuple[tuple[str | None, str], ...]) -> Lookup:
+    """``_lookup`` of these keys as one call. Keys that are all Struct attributes are read by
+    one ``attrgetter`` in C: a value that is not such a Struct (UNSET, null, a scalar, a list,
+    a dict, ``Raw``) has no attribute ``f<n>``, so the AttributeError means "not there"."""
+    if not keys:
+        return _same
+    if any(attr is None for attr, _ in keys):
+        return partial(_lookup, keys=keys)
+    get = operator.attrgetter(".".join(attr for attr, _ in keys if attr is not None))
+
+    def lookup(root: Any) -> Any:
+        try:
+            return get(root)
+        except AttributeError:
+            return UNSET
+
+    return lookup
+
+
+def _same(root: Any) -> Any:
+    return root
+
+
 def _occurs(root: Any, plan: _Plan) -> bool:
-    value = _lookup(root, plan.keys)
+    value = plan.lookup(root)
     if value is UNSET:
         return False
     if not plan.walks:
@@ -303,7 +329,7 @@ class _Skim:
     to occur in those bytes (``JsonPath.may_occur_in``) for the path to be there. None: the
     path ends at that value."""
 
-    keys: tuple[tuple[str | None, str], ...]
+    lookup: Lookup  # ``_lookup`` of the keys
     rest: JsonPath | None
 
 
@@ -316,7 +342,7 @@ def _skim_plan(shape: _Shape, root: _Node, path: JsonPath) -> _Skim:
             break
         shape = shape.keys[key]  # no spread yet: every step so far is a key
     rest = path_of(path.text, steps[cut:]) if cut < len(steps) else None
-    return _Skim(_plan(root, steps[:cut]).keys, rest)
+    return _Skim(_plan(root, steps[:cut]).lookup, rest)
 
 
 # Below this many bytes a body is decoded in full at once: with a few elements the Structs
@@ -401,14 +427,14 @@ class TypedScanner:
             return None  # the full decode decides, as for any body
         seen = []
         for skim in self._skims:
-            value = _lookup(root, skim.keys)
+            value = skim.lookup(root)
             if value is UNSET or skim.rest is None:
                 seen.append(value is not UNSET)
                 continue
             if type(value) is not Raw:
                 return None  # a value decoded where paths merge: the bytes are not at hand
             text = bytes(value)
-            if skim.rest.may_occur_in(text, b"\\" in text and b"\\u" in text):
+            if skim.rest.may_occur_in(text, has_escape(text, UNICODE_ESCAPE)):
                 return None  # maybe there: the full decode decides
             seen.append(False)
         return tuple(seen)

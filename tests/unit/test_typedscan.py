@@ -8,7 +8,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from proxy.core.bytesearch import contains
+from proxy.core.bytesearch import SLASH_ESCAPE, UNICODE_ESCAPE, contains, has_escape
 from proxy.core.fieldscan import FieldScanner
 from proxy.core.jsonpaths import JsonPath, find, parse_path
 from proxy.core.typedscan import MAX_STEPS, SKIM_FROM, TypedScanner, needs_types
@@ -256,6 +256,9 @@ def test_one_scanner_agrees_with_find_body_after_body(
         (b'{"role": 1, "items": [{"x": "role"}, {"rol": 1}]}', False),
         (b'{"items": [{"x": "\xc3\xa9"}, {"role\xc3\xa9": 1}]}', False),
         (b'{"items": [{"x": [{"role": 1}]}]}', False),  # deeper than the path
+        (b'{"items": [{"x": "a\\"b"}, {"r\\u006fle": 1}]}', True),  # another escape first
+        (b'{"items": [{"x": "a\\"b\\/c"}, {"rol": 1}]}', False),  # escapes, none of them \u
+        (b'{"items": [{"x": "\\\\u"}, {"role\\\\": 1}]}', False),  # \\ then u: read in full
     ],
 )
 def test_the_skim_reads_keys_as_json_writes_them(body: bytes, hit: bool) -> None:
@@ -304,3 +307,10 @@ def test_the_key_search_finds_what_in_finds(text: bytes, needle: bytes, at: int)
     planted = text[:at] + needle + text[at:]
     assert contains(planted, needle)
     assert contains(text, needle) == (needle in text)
+
+
+@given(text=st.binary(max_size=300).map(lambda b: b.replace(b"q", b"\\").replace(b"p", b"u")))
+@example(text=b"\\" * 50 + b"u")
+def test_the_escape_search_finds_what_in_finds(text: bytes) -> None:
+    assert has_escape(text, UNICODE_ESCAPE) == (b"\\u" in text)
+    assert has_escape(text, SLASH_ESCAPE) == (b"\\/" in text)
