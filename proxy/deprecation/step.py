@@ -117,9 +117,18 @@ class DeprecationStep(Step):
 
     def response_body(self, ex: Exchange, body: bytes) -> None:
         found = _found(ex)
-        encoding = ex.response_header(b"content-encoding")
-        hits = self._inspect(found.response_rules, body, encoding)
-        if hits:
+        rules = found.response_rules
+        if not rules or not body:
+            return
+        # ``_inspect``, in this frame: the step runs on every held response
+        decoded = decoded_copy(body, ex.response_header(b"content-encoding"), self.cap)
+        if isinstance(decoded, str):
+            self.t.skipped(decoded)
+            return
+        hits = RuleSet.match_body(rules, decoded)
+        if hits is None:
+            self.t.skipped("malformed")
+        elif hits:
             found.exposed.extend(hits)
         if found.etag_key is not None and hits is not None:
             self.t.remember(found.etag_key, hits)
@@ -145,14 +154,14 @@ class DeprecationStep(Step):
             self.t.skipped(ex.response_skipped)
         if ex.request_skipped is not None and found.request_rules:
             self.t.skipped(ex.request_skipped)
-        if not found.used and not found.exposed:
+        used, exposed = found.used, found.exposed
+        if not used and not exposed:
             return
         now = time.time()
-        client = ex.client_id
-        for rule in unique(found.used):
-            self.t.count(rule, "use", client, now)
-        for rule in unique(found.exposed):
-            self.t.count(rule, "exposure", client, now)
+        if used:
+            self.t.count_all(unique(used), "use", ex.client_id, now)
+        if exposed:
+            self.t.count_all(unique(exposed), "exposure", ex.client_id, now)
 
 
 def _has_body(ex: Exchange) -> bool:

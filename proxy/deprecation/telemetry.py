@@ -14,7 +14,7 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics import Counter
@@ -125,11 +125,22 @@ class Telemetry:
 
     # -- counting (called by the step when an exchange is done) --
     def count(self, rule: Rule, kind: str, client_id: str, now: float) -> None:
+        self.count_all((rule,), kind, client_id, now)
+
+    def count_all(self, rules: Sequence[Rule], kind: str, client_id: str, now: float) -> None:
+        """One touch of each of ``rules`` (no repeats) by ``client_id``: the client's label is
+        looked up once, and the metric tables' plain dicts are updated here, in one frame
+        (``CounterTable.inc`` and ``GaugeTable.set`` do the same, one call each)."""
         label = self.labels.label(client_id)
-        self.metrics.deprecated.inc((rule.id, kind, label))
-        self.metrics.deprecated_last_seen.set((rule.id, label), now)
-        if self.ledger is not None:
-            self.ledger.record(rule.id, kind, client_id, now)
+        counts = self.metrics.deprecated.values
+        seen = self.metrics.deprecated_last_seen.values
+        ledger = self.ledger
+        for rule in rules:
+            key = (rule.id, kind, label)
+            counts[key] = counts.get(key, 0.0) + 1.0
+            seen[(rule.id, label)] = now
+            if ledger is not None:
+                ledger.record(rule.id, kind, client_id, now)
 
     def remember(self, key: EtagKey, found: tuple[Rule, ...]) -> None:
         cache = self.by_etag
