@@ -22,9 +22,9 @@ Bodies, each with the rules ``user.role`` and ``items[].role`` unless said other
 - ``87KB *hit``: the same, the last value with ``deprecated``.
 
 For the item rules it also times the skim written by hand (the array decoded as ``Raw`` and
-searched for the key with the C library's ``memmem``, decoded typed only when found), which
-the engine now does for any paths (``proxy/core/typedscan.py``), and the two key searches it
-could use.
+searched for the key with ``proxy.core.bytesearch.contains``, decoded typed only when found),
+which the engine now does for any paths (``proxy/core/typedscan.py``), and the key searches it
+could use: ``bytes.find``, the C library's ``memmem`` and ``contains`` (its ``strstr``).
 
 Prints microseconds per call (best of ``--repeat`` runs, each run as many calls as fit in
 ``--budget`` seconds) for today's engine, the candidates and the floors (a parse alone), then
@@ -35,6 +35,7 @@ with the collector off, with the start-up objects frozen (``gc.freeze()``) as Sw
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import json
 import time
@@ -124,6 +125,15 @@ class _Skimmed(msgspec.Struct, gc=False):
     items: msgspec.Raw = msgspec.UNSET  # validated and skipped: no Struct per element
 
 
+_LIBC = ctypes.CDLL(None)
+_LIBC.memmem.restype = ctypes.c_void_p
+_LIBC.memmem.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t]
+
+
+def _memmem(text: bytes, needle: bytes) -> bool:
+    return _LIBC.memmem(text, len(text), needle, len(needle)) is not None
+
+
 _PARSER = simdjson.Parser()
 _HAND = msgspec.json.Decoder(_Body)
 _SKIP = msgspec.json.Decoder(_Nothing | list[msgspec.Raw])
@@ -197,9 +207,10 @@ def candidates(texts: tuple[str, ...]) -> dict[str, Callable[[bytes], object]]:
     }
     if texts == ITEM_RULES:
         out["hand-typed msgspec (item rules)"] = _hand_typed
-        out["  skim: array as Raw, memmem for the key"] = _skimmed
+        out["  skim: array as Raw, contains for the key"] = _skimmed
         out["floor: bytes.find of the key in the body"] = lambda b: b.find(_ROLE, 64)
-        out["floor: glibc memmem of the key in the body"] = lambda b: contains(b[64:], _ROLE)
+        out["floor: glibc memmem of the key in the body"] = lambda b: _memmem(b[64:], _ROLE)
+        out["floor: contains (glibc strstr) of the key"] = lambda b: contains(b[64:], _ROLE)
     return out
 
 

@@ -301,12 +301,20 @@ def test_paths_of_keys_alone_are_left_to_the_simdjson_scanner() -> None:
     assert TypedScanner([*keys, parse_path("items[].role")]).scan(body) == (False, False, False)
 
 
-@given(text=st.binary(max_size=300), needle=st.binary(max_size=8), at=st.integers(0, 300))
+@given(
+    text=st.binary(max_size=300) | st.binary(max_size=300).map(lambda b: b.replace(b"\0", b"")),
+    needle=st.binary(max_size=8) | st.sampled_from([b'"role"', b"ro", b'"', b""]),
+    at=st.integers(0, 300),
+)
+@example(text=b'{"a": "b"}\0{"role": 1}', needle=b'"role"', at=0)  # found past a NUL
+@example(text=b'{"a": 1}', needle=b'"a\0', at=99)  # a needle with a NUL, planted at the end
 def test_the_key_search_finds_what_in_finds(text: bytes, needle: bytes, at: int) -> None:
-    """The C library's memmem through ctypes: NUL bytes, empty needles, needles at either end."""
+    """strstr for texts and needles without a NUL byte, memmem for the others: empty needles,
+    needles at either end, repeated or partial."""
     planted = text[:at] + needle + text[at:]
     assert contains(planted, needle)
     assert contains(text, needle) == (needle in text)
+    assert contains(text + needle[:-1], needle) == (needle in text + needle[:-1])
 
 
 @given(text=st.binary(max_size=300).map(lambda b: b.replace(b"q", b"\\").replace(b"p", b"u")))
