@@ -210,8 +210,7 @@ def _dict_key(key: str, last: bool) -> Walk:
 class _Plan:
     """How one path is read from the decoded value."""
 
-    keys: tuple[tuple[str | None, str], ...]  # the leading keys: (Struct attribute | None, key)
-    lookup: Lookup  # ``_lookup`` of those keys
+    lookup: Lookup  # the value the leading keys name (``_lookup_of``), or UNSET
     spread: int  # the step after them when it is EACH or ANY over Structs; else KEY
     empty: Any  # then the Struct with no field set: a run of those holds nothing
     walks: tuple[Walk, ...]  # the steps after the leading keys
@@ -248,7 +247,7 @@ def _plan(root: _Node, steps: Sequence[Step]) -> _Plan:
         if i == len(keys) and kind != KEY and not last and steps[i + 1][0] == KEY:
             if node.struct is not None:  # the next step reads a field of these Structs
                 spread, empty = kind, node.struct()
-    return _Plan(tuple(keys), _lookup_of(tuple(keys)), spread, empty, tuple(walks))
+    return _Plan(_lookup_of(tuple(keys)), spread, empty, tuple(walks))
 
 
 def _lookup(root: Any, keys: tuple[tuple[str | None, str], ...]) -> Any:
@@ -329,7 +328,7 @@ class _Skim:
     to occur in those bytes (``JsonPath.may_occur_in``) for the path to be there. None: the
     path ends at that value."""
 
-    lookup: Lookup  # ``_lookup`` of the keys
+    lookup: Lookup  # the value the keys name (``_lookup_of``), or UNSET
     rest: JsonPath | None
 
 

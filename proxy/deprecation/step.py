@@ -117,18 +117,9 @@ class DeprecationStep(Step):
 
     def response_body(self, ex: Exchange, body: bytes) -> None:
         found = _found(ex)
-        rules = found.response_rules
-        if not rules or not body:
-            return
-        # ``_inspect``, in this frame: the step runs on every held response
-        decoded = decoded_copy(body, ex.response_header(b"content-encoding"), self.cap)
-        if isinstance(decoded, str):
-            self.t.skipped(decoded)
-            return
-        hits = RuleSet.match_body(rules, decoded)
-        if hits is None:
-            self.t.skipped("malformed")
-        elif hits:
+        encoding = ex.response_header(b"content-encoding")
+        hits = self._inspect(found.response_rules, body, encoding)
+        if hits:
             found.exposed.extend(hits)
         if found.etag_key is not None and hits is not None:
             self.t.remember(found.etag_key, hits)

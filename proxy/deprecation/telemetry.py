@@ -128,17 +128,14 @@ class Telemetry:
         self.count_all((rule,), kind, client_id, now)
 
     def count_all(self, rules: Sequence[Rule], kind: str, client_id: str, now: float) -> None:
-        """One touch of each of ``rules`` (no repeats) by ``client_id``: the client's label is
-        looked up once, and the metric tables' plain dicts are updated here, in one frame
-        (``CounterTable.inc`` and ``GaugeTable.set`` do the same, one call each)."""
+        """One touch of each of ``rules`` (no repeats) by ``client_id``, whose label is looked
+        up once for all of them."""
         label = self.labels.label(client_id)
-        counts = self.metrics.deprecated.values
-        seen = self.metrics.deprecated_last_seen.values
+        counted, last_seen = self.metrics.deprecated, self.metrics.deprecated_last_seen
         ledger = self.ledger
         for rule in rules:
-            key = (rule.id, kind, label)
-            counts[key] = counts.get(key, 0.0) + 1.0
-            seen[(rule.id, label)] = now
+            counted.inc((rule.id, kind, label))
+            last_seen.set((rule.id, label), now)
             if ledger is not None:
                 ledger.record(rule.id, kind, client_id, now)
 
