@@ -46,6 +46,9 @@ class ResponseSide:
     def _call(self, hook: Any, name: str, *args: Any) -> Any:
         raise NotImplementedError
 
+    def _step_failed(self, name: str) -> None:
+        raise NotImplementedError
+
     def _finish(self, outcome: str) -> None:
         raise NotImplementedError
 
@@ -78,12 +81,14 @@ class ResponseSide:
             self._send_head(reason)
             return
         pipeline = self.ctx.pipeline
-        if pipeline.response_head_hooks and (
-            self._call(pipeline.response_head, "response_head") is FAILED
-        ):
-            return
+        if pipeline.response_head_hooks:
+            try:  # as ``_call`` does, without its frame: this runs for every inspected response
+                pipeline.response_head(ex)
+            except Exception:
+                self._step_failed("response_head")
+                return
         if ex.want_response_body:
-            length = ex.response_header(b"content-length")
+            length = ex.response_fields().get(b"content-length")
             if length is not None and not _fits(length, self.ctx.settings.inspect_cap):
                 ex.want_response_body = False
                 ex.response_skipped = "too_large"
@@ -96,8 +101,12 @@ class ResponseSide:
     def _send_head(self, reason: bytes, served_by: bool = True) -> bool:
         """Run the respond hooks and make the client's head (kept in ``stash``)."""
         pipeline = self.ctx.pipeline
-        if pipeline.respond_hooks and self._call(pipeline.respond, "respond") is FAILED:
-            return False
+        if pipeline.respond_hooks:
+            try:
+                pipeline.respond(self.ex)
+            except Exception:
+                self._step_failed("respond")
+                return False
         client = self.client
         head, self.out_chunked, must_close = http1.response_head(
             self.ex,
@@ -156,8 +165,10 @@ class ResponseSide:
         end the client's response."""
         if self.hold is not None:
             body = b"".join(self.hold)
-            rewrite = self._call(self.ctx.pipeline.response_body, "response_body", body)
-            if rewrite is FAILED:
+            try:
+                rewrite = self.ctx.pipeline.response_body(self.ex, body)
+            except Exception:
+                self._step_failed("response_body")
                 return
             if rewrite is not None:
                 body = rewrite.body

@@ -144,7 +144,12 @@ class FailsOn(Step):
         self._maybe_fail(ex, "request")
 
     def response_head(self, ex: Exchange) -> None:
+        if self.hook == "response_body" and ex.path == self.path:
+            ex.want_response_body = True  # held, so that the failing hook sees it
         self._maybe_fail(ex, "response_head")
+
+    def response_body(self, ex: Exchange, body: bytes) -> None:
+        self._maybe_fail(ex, "response_body")
 
     def respond(self, ex: Exchange) -> None:
         self._maybe_fail(ex, "respond")
@@ -153,7 +158,7 @@ class FailsOn(Step):
         self._maybe_fail(ex, "done")
 
 
-@pytest.mark.parametrize("hook", ["request", "response_head", "respond"])
+@pytest.mark.parametrize("hook", ["request", "response_head", "response_body", "respond"])
 async def test_a_step_failing_on_a_queued_request_answers_500(
     switchback: StartProxy, caplog: pytest.LogCaptureFixture, hook: str
 ) -> None:
