@@ -185,7 +185,7 @@ class _Table:
 
 
 class _RouteIndex:
-    __slots__ = ("by_method", "other")
+    __slots__ = ("by_method", "other", "anywhere")
 
     def __init__(self, rules: Sequence[Rule]) -> None:
         def table(method: str | None) -> _Table:  # None: a method no rule names
@@ -194,6 +194,10 @@ class _RouteIndex:
         methods = {r.route.method for r in rules if r.route and r.route.method}
         self.by_method = {m: table(m) for m in methods}
         self.other = table(None)
+        # When no rule names a route, every request gets the same rules: the caller need not
+        # decode the path to ask.
+        routed = any(r.route for r in rules)
+        self.anywhere: tuple[Rule, ...] | None = None if routed else self.other.pathless
 
     def match(self, method: str, raw_path: str) -> tuple[Rule, ...]:
         return self.by_method.get(method, self.other).match(raw_path)
@@ -209,6 +213,7 @@ class RuleSet:
         "_params",
         "_request_fields",
         "_response_fields",
+        "response_fields_anywhere",
     )
 
     def __init__(self, rules: Sequence[Rule]) -> None:
@@ -220,6 +225,9 @@ class RuleSet:
         self._params = _RouteIndex([r for r in rules if r.kind == "param"])
         self._request_fields = _RouteIndex([r for r in rules if r.kind == "request_field"])
         self._response_fields = _RouteIndex([r for r in rules if r.kind == "field"])
+        # The response-field rules of every request when none of them names a route (a field
+        # deprecated wherever it appears), else None: ask ``response_field_rules``.
+        self.response_fields_anywhere = self._response_fields.anywhere
 
     @classmethod
     def compile(cls, entries: Sequence[DeprecationConfig]) -> RuleSet:

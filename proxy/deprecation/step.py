@@ -36,7 +36,8 @@ FOUND = Slot[Found]("deprecations")
 
 
 def _found(ex: Exchange) -> Found:
-    found = ex.get(FOUND)
+    slots = ex.slots
+    found = slots.get(FOUND) if slots else None
     if found is None:
         found = Found()
         ex.put(FOUND, found)
@@ -91,7 +92,9 @@ class DeprecationStep(Step):
         return hits
 
     def response_head(self, ex: Exchange) -> None:
-        rules = self.rules.response_field_rules(ex.method, ex.path)
+        rules = self.rules.response_fields_anywhere
+        if rules is None:  # some rule names a route: the path decides
+            rules = self.rules.response_field_rules(ex.method, ex.path)
         if not rules or ex.method == "HEAD" or ex.status in (204, 304):
             return
         fields = ex.response_fields()
@@ -117,7 +120,7 @@ class DeprecationStep(Step):
 
     def response_body(self, ex: Exchange, body: bytes) -> None:
         found = _found(ex)
-        encoding = ex.response_header(b"content-encoding")
+        encoding = ex.response_fields().get(b"content-encoding")
         hits = self._inspect(found.response_rules, body, encoding)
         if hits:
             found.exposed.extend(hits)
@@ -125,7 +128,8 @@ class DeprecationStep(Step):
             self.t.remember(found.etag_key, hits)
 
     def respond(self, ex: Exchange) -> None:
-        found = ex.get(FOUND)
+        slots = ex.slots  # read here and in ``done`` without ``ex.get``'s frame: every request
+        found = slots.get(FOUND) if slots else None
         if found is None or not (found.used or found.exposed):
             return
         involved = found.used + found.exposed
@@ -138,7 +142,8 @@ class DeprecationStep(Step):
             ex.add_headers.extend(deprecation_headers(involved, ex.response_headers, self.warning))
 
     def done(self, ex: Exchange) -> None:
-        found = ex.get(FOUND)
+        slots = ex.slots
+        found = slots.get(FOUND) if slots else None
         if found is None:
             return
         if ex.response_skipped is not None and found.response_rules:
@@ -150,9 +155,10 @@ class DeprecationStep(Step):
             return
         now = time.time()
         if used:
-            self.t.count_all(unique(used), "use", ex.client_id, now)
+            self.t.count_all(used if len(used) == 1 else unique(used), "use", ex.client_id, now)
         if exposed:
-            self.t.count_all(unique(exposed), "exposure", ex.client_id, now)
+            rules = exposed if len(exposed) == 1 else unique(exposed)
+            self.t.count_all(rules, "exposure", ex.client_id, now)
 
 
 def _has_body(ex: Exchange) -> bool:

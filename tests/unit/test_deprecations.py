@@ -168,6 +168,25 @@ def test_body_rules_by_route(
     assert ids(RULES.response_field_rules(method, path)) == response_fields
 
 
+@pytest.mark.parametrize(
+    ("method", "path"), [("GET", "/users/1"), ("POST", "/x"), ("DELETE", "/"), ("GET", "/a%2Fb")]
+)
+def test_response_field_rules_without_routes_hold_for_every_request(method: str, path: str) -> None:
+    """``response_fields_anywhere`` answers without the path when no response-field rule names
+    a route: the same rules ``response_field_rules`` finds for any request."""
+    rules = RuleSet.compile(
+        [dep("a", field="user.role"), dep("e", endpoint="GET /old"), dep("b", field="items[].id")]
+    )
+    assert rules.response_fields_anywhere is not None
+    assert rules.response_fields_anywhere == rules.response_field_rules(method, path)
+    assert ids(rules.response_fields_anywhere) == ["a", "b"]
+    assert RuleSet.compile([]).response_fields_anywhere == ()
+    # One rule with a route: the path must decide.
+    assert RULES.response_fields_anywhere is None
+    routed = RuleSet.compile([dep("a", field="user.role"), dep("b", field="x", on="POST /x")])
+    assert routed.response_fields_anywhere is None
+
+
 def test_rule_fields() -> None:
     (rule,) = RuleSet.compile(
         [
