@@ -189,6 +189,40 @@ async def test_an_invalid_response_is_a_json_502_and_never_reaches_the_client(
     assert sample(samples, ERRORS, release="blue", kind="invalid") == 2
 
 
+@pytest.mark.parametrize("over", [0, 1])
+async def test_a_head_at_the_limit_passes_with_a_large_body_in_the_same_read(
+    switchback: StartProxy, scripted: Any, over: int
+) -> None:
+    """The head is measured as its fields (name, value, ": " and CRLF) and the reason phrase,
+    when it came in a read larger than the limit: a head of exactly
+    ``limits.max_response_head_bytes`` passes, with a body far larger read along with it;
+    one byte more is a 502."""
+    limit, body = 2048, b"x" * 50_000
+    length = b"%d" % len(body)
+    pad = limit - len(b"OK") - (len(b"Content-Length") + len(length) + 4) - (len(b"X-Pad") + 4)
+    answer = (
+        b"HTTP/1.1 200 OK\r\nContent-Length: %s\r\nX-Pad: %s\r\n\r\n"
+        % (length, b"a" * (pad + over))
+        + body
+    )
+
+    async def respond(n: int, head: bytes) -> bytes:
+        return answer
+
+    release = await scripted(respond)
+    proxy = await switchback(
+        {"releases": {"blue": {"url": release.url}}, "limits": {"max_response_head_bytes": limit}}
+    )
+    status, headers, got = await raw_exchange(proxy.port, GET)
+    if over:
+        assert status == 502
+        assert orjson.loads(got)["error"] == "upstream_invalid"
+    else:
+        assert status == 200
+        assert got == body
+        assert header_values(headers, "X-Pad") == ["a" * pad]
+
+
 async def test_a_response_head_that_never_ends_is_cut_at_the_limit(
     switchback: StartProxy, raw_release: Any
 ) -> None:
