@@ -175,7 +175,7 @@ def print_run(row: dict[str, Any]) -> None:
         f"  round {row['round']}  {row['size']:>5}  c{row['connections']:<3}"
         f" {row['target']:<21} {row['rps']:>8,.0f} req/s  p50 {report.ms(row['p50_ms']):>9}"
         f"  p99 {report.ms(row['p99_ms']):>9}  {report.us(row['cpu_us']):>9}/req"
-        f"  {row['front_cores']:>4.0%} core{warn}",
+        f" (system {report.us(row['system_us'])})  {row['front_cores']:>4.0%} core{warn}",
         flush=True,
     )
 

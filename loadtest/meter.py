@@ -3,9 +3,11 @@
 Around each run the front's and the upstream's utime + stime are read from /proc, wrk's from
 this process's RUSAGE_CHILDREN (wrk is the only child that exits meanwhile), and the whole
 machine's from /proc/stat. The front's CPU divided by the requests wrk completed is its CPU per
-request. The requests the front itself counted (answered.py) are read just outside that
-window and kept beside wrk's count: they agree within the requests in flight when wrk stops
-(at most one per connection), and a larger gap means a number is not what it seems.
+request, kept also as its user and system parts (where a cost grows: our code, or the
+kernel's work on our sockets). The requests the front itself counted (answered.py) are read
+just outside that window and kept beside wrk's count: they agree within the requests in flight
+when wrk stops (at most one per connection), and a larger gap means a number is not what it
+seems.
 
 What the machine spent beyond the front, the upstream and wrk is other work (other people's
 tests, our idle servers): the noise the run had to share the CPUs with.
@@ -29,27 +31,30 @@ from targets import Target
 @dataclass(frozen=True)
 class Reading:
     at: float  # time.monotonic()
-    front: float  # seconds of CPU
+    front: float  # seconds of CPU, user + system
     upstream: float
     wrk: float
     machine: MachineTimes
+    front_system: float = 0.0  # the system part of ``front``
 
 
-def _cpu(pid: int, name: str) -> float:
-    seconds = procstat.cpu_seconds(pid)
-    if seconds is None:
+def _cpu(pid: int, name: str) -> tuple[float, float]:
+    times = procstat.cpu_times(pid)
+    if times is None:
         raise wrk.WrkError(f"{name}: process {pid} is gone")
-    return seconds
+    return times
 
 
 def read(front: Target, upstream: Target) -> Reading:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    user, system = _cpu(front.pid, front.name)
     return Reading(
         at=time.monotonic(),
-        front=_cpu(front.pid, front.name),
-        upstream=_cpu(upstream.pid, "the upstream"),
+        front=user + system,
+        upstream=sum(_cpu(upstream.pid, "the upstream")),
         wrk=usage.ru_utime + usage.ru_stime,
         machine=procstat.machine_times(),
+        front_system=system,
     )
 
 
@@ -59,6 +64,7 @@ def spent(
     """What a run cost, from the readings around it and wrk's request count."""
     wall = after.at - before.at
     front = after.front - before.front
+    system = after.front_system - before.front_system
     upstream = after.upstream - before.upstream
     wrk_cpu = after.wrk - before.wrk
     ours = front + wrk_cpu + (0.0 if front_is_upstream else upstream)
@@ -75,7 +81,10 @@ def spent(
         "front_cpu_s": front,
         "upstream_cpu_s": upstream,
         "wrk_cpu_s": wrk_cpu,
+        "front_system_s": system,
         "cpu_us": front / requests * 1e6 if requests else float("nan"),
+        "user_us": (front - system) / requests * 1e6 if requests else float("nan"),
+        "system_us": system / requests * 1e6 if requests else float("nan"),
         "upstream_cpu_us": upstream / requests * 1e6 if requests else float("nan"),
         "front_cores": front / wall,
         "other_cores": max(0.0, machine - ours) / wall,

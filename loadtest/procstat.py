@@ -15,22 +15,36 @@ from pathlib import Path
 TICK = 1.0 / os.sysconf("SC_CLK_TCK")  # seconds per clock tick (usually 10 ms)
 
 
-def parse_pid_stat(text: str) -> float:
-    """utime + stime in seconds from the text of /proc/<pid>/stat.
+def parse_pid_times(text: str) -> tuple[float, float]:
+    """(utime, stime) in seconds from the text of /proc/<pid>/stat: the time in user space,
+    and in the kernel on the process's behalf (system calls, and the softirq work charged to
+    it).
 
     The second field is the command name in parentheses and may itself hold spaces or
     parentheses, so fields are counted from the last ``)``.
     """
     fields = text.rpartition(")")[2].split()
     # fields[0] is field 3 (state): utime (14) and stime (15) are fields[11] and fields[12].
-    return (int(fields[11]) + int(fields[12])) * TICK
+    return int(fields[11]) * TICK, int(fields[12]) * TICK
+
+
+def parse_pid_stat(text: str) -> float:
+    """utime + stime in seconds from the text of /proc/<pid>/stat."""
+    user, system = parse_pid_times(text)
+    return user + system
+
+
+def cpu_times(pid: int) -> tuple[float, float] | None:
+    """(user, system) seconds of a process, every thread summed; None when it is gone."""
+    try:
+        return parse_pid_times(Path(f"/proc/{pid}/stat").read_text())
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def cpu_seconds(pid: int) -> float | None:
-    try:
-        return parse_pid_stat(Path(f"/proc/{pid}/stat").read_text())
-    except (OSError, IndexError, ValueError):
-        return None
+    times = cpu_times(pid)
+    return None if times is None else times[0] + times[1]
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ The headline ratios are in headline.py.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ class Cell:
     p99_ms: float
     cpu_us: float  # the front's CPU per request, microseconds
     cpu_spread: float
+    user_us: float  # its user and system parts, each the median over the rounds (nan: a run
+    system_us: float  # saved before they were recorded)
     front_cores: float  # the front's CPU time over the run's wall time: 1.0 is one core busy
     errors: int  # non-2xx answers and socket errors, all rounds
     count_gaps: int  # rounds where the front's own count disagreed with wrk's
@@ -53,6 +56,8 @@ def aggregate(runs: Iterable[dict[str, Any]]) -> dict[Key, Cell]:
             p99_ms=statistics.median(r["p99_ms"] for r in rows),
             cpu_us=statistics.median(cpu),
             cpu_spread=spread(cpu),
+            user_us=statistics.median(r.get("user_us", math.nan) for r in rows),
+            system_us=statistics.median(r.get("system_us", math.nan) for r in rows),
             front_cores=statistics.median(r["front_cores"] for r in rows),
             errors=sum(r["non_2xx"] + r["socket_errors"] for r in rows),
             count_gaps=sum(not r["count_ok"] for r in rows),
@@ -68,6 +73,8 @@ def ms(value: float) -> str:
 
 
 def us(value: float) -> str:
+    if math.isnan(value):
+        return "–"
     return f"{value:.1f} µs" if value < 100 else f"{value:,.0f} µs"
 
 
@@ -101,10 +108,13 @@ def results_table(
                 if cell.count_gaps:
                     cpu += f" (count off in {cell.count_gaps} round(s)!)"
                 cores = f"{cell.front_cores:.0%}"
-                rows.append(
-                    (target, size, str(conns), rps, ms(cell.p50_ms), ms(cell.p99_ms), cpu, cores)
-                )
-    header = ("target", "size", "conns", "req/s", "p50", "p99", "CPU/request", "front busy")
+                split = f"{us(cell.user_us)} / {us(cell.system_us)}"
+                row = (target, size, str(conns), rps, ms(cell.p50_ms), ms(cell.p99_ms), cpu)
+                rows.append((*row, split, cores))
+    header = (
+        "target", "size", "conns", "req/s", "p50", "p99", "CPU/request", "user / system",
+        "front busy",
+    )  # fmt: skip
     return table(header, rows)
 
 

@@ -24,6 +24,7 @@ import configs  # noqa: E402
 import headline  # noqa: E402
 import meter  # noqa: E402
 import procstat  # noqa: E402
+import report  # noqa: E402
 from procstat import MachineTimes  # noqa: E402
 
 
@@ -42,6 +43,19 @@ def test_pid_stat_command_names_with_spaces_and_parentheses() -> None:
     fields = ["S"] + [str(n) for n in range(4, 14)] + ["250", "50"] + ["0"] * 37
     text = "4242 (a (weird) name) " + " ".join(fields)
     assert procstat.parse_pid_stat(text) == pytest.approx(300 * procstat.TICK)
+    user, system = procstat.parse_pid_times(text)
+    assert (user, system) == (pytest.approx(250 * procstat.TICK), pytest.approx(50 * procstat.TICK))
+
+
+def test_user_and_system_time_of_this_process_agree_with_os_times() -> None:
+    sum(i * i for i in range(300_000))
+    before = os.times()
+    times = procstat.cpu_times(os.getpid())
+    after = os.times()
+    assert times is not None
+    tick = procstat.TICK
+    assert before.user - tick <= times[0] <= after.user + tick
+    assert before.system - tick <= times[1] <= after.system + tick
 
 
 def test_machine_stat_kinds() -> None:
@@ -83,20 +97,47 @@ def test_switchback_requests_summed_over_series() -> None:
     assert answered.between("switchback", 10000, 10500) == 500
 
 
-def _reading(at: float, front: float, upstream: float, wrk: float, busy: float) -> meter.Reading:
-    return meter.Reading(at, front, upstream, wrk, MachineTimes(busy, 0.0, 0.0, 0.0))
+def _reading(
+    at: float, front: float, upstream: float, wrk: float, busy: float, system: float = 0.0
+) -> meter.Reading:
+    machine = MachineTimes(busy, 0.0, 0.0, 0.0)
+    return meter.Reading(at, front, upstream, wrk, machine, front_system=system)
 
 
 def test_spent_per_request_and_other_work() -> None:
-    before = _reading(10.0, 5.0, 2.0, 1.0, 100.0)
-    after = _reading(12.0, 6.0, 2.5, 1.8, 103.0)  # 1 s front, 0.5 upstream, 0.8 wrk of 3 s
+    before = _reading(10.0, 5.0, 2.0, 1.0, 100.0, system=2.0)
+    after = _reading(12.0, 6.0, 2.5, 1.8, 103.0, system=2.4)  # 1 s front (0.4 system)
     cost = meter.spent(before, after, requests=20_000, front_is_upstream=False)
     assert cost["cpu_us"] == pytest.approx(50.0)
+    assert cost["system_us"] == pytest.approx(20.0)
+    assert cost["user_us"] == pytest.approx(30.0)
     assert cost["front_cores"] == pytest.approx(0.5)
     assert cost["other_cores"] == pytest.approx((3.0 - 2.3) / 2)
     # direct: the front is the upstream, counted once
     alone = meter.spent(before, after, requests=20_000, front_is_upstream=True)
     assert alone["other_cores"] == pytest.approx((3.0 - 1.8) / 2)
+
+
+def _row(rnd: int, cpu: float, **more: float) -> dict[str, object]:
+    return {
+        "round": rnd, "target": "switchback", "size": "1KB", "connections": 32, "rps": 1000.0,
+        "p50_ms": 1.0, "p99_ms": 2.0, "cpu_us": cpu, "front_cores": 1.0, "non_2xx": 0,
+        "socket_errors": 0, "count_ok": True, **more,
+    }  # fmt: skip
+
+
+def test_results_table_splits_cpu_into_user_and_system() -> None:
+    runs = [
+        _row(1, 50.0, user_us=30.0, system_us=20.0),
+        _row(2, 60.0, user_us=34.0, system_us=26.0),
+        _row(3, 55.0, user_us=31.0, system_us=24.0),
+    ]
+    lines = report.results_table(report.aggregate(runs), ["switchback"], ["1KB"], [32])
+    assert "user / system" in lines[0]
+    assert "| 55.0 µs ±9% | 31.0 µs / 24.0 µs |" in lines[2]
+    # A run saved before the split was recorded shows a dash, not a made-up figure.
+    old = report.results_table(report.aggregate([_row(1, 50.0)]), ["switchback"], ["1KB"], [32])
+    assert "| 50.0 µs | – / – |" in old[2]
 
 
 @pytest.mark.parametrize(
