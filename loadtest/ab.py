@@ -7,15 +7,15 @@ Each front is a checkout of this repository (``name=path``; its ``proxy`` packag
 in front of the same nginx upstream (``bodies.write_site``, no ETags). ``--pool name=N`` sets a
 front's ``upstream.pool_size``, to compare configurations of one checkout. Each round runs wrk
 against every front in turn, and reads the front's user+system time from /proc around its run:
-the figure is CPU microseconds per request, the median over the rounds. Fronts alternate, so
-a noisy moment of the machine hurts them alike; rounds still spread by 10-30% on a shared
-2-core machine, so compare medians of several rounds, or use ``instructions.py``.
+the figure is CPU microseconds per request, the median over the rounds, with its system part
+beside it. Fronts alternate, so a noisy moment of the machine hurts them alike; rounds still
+spread by 10-30% on a shared 2-core machine, so compare medians of several rounds, or use
+``instructions.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import configs
+import procstat
 from processes import await_ready, free_port, plain_upstream, stop_all
 
 HERE = Path(__file__).resolve().parent
@@ -43,9 +44,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def cpu_times(pid: int) -> tuple[float, float]:
+    times = procstat.cpu_times(pid)
+    if times is None:
+        raise SystemExit(f"ab: process {pid} is gone")
+    return times
 
 
 def wrk(url: str, connections: int, duration: str) -> int:
@@ -85,17 +88,24 @@ def main(argv: list[str] | None = None) -> int:
             wrk(url, args.connections, "2s")  # warm-up
             running[name] = (proc.pid, url)
         figures: dict[str, list[float]] = {name: [] for name in running}
+        system: dict[str, list[float]] = {name: [] for name in running}
         for rnd in range(1, args.rounds + 1):
             for name, (pid, url) in running.items():
-                before = cpu_seconds(pid)
+                user0, system0 = cpu_times(pid)
                 n = wrk(url, args.connections, args.duration)
                 time.sleep(0.3)  # what was still in flight at the end of the run
-                figures[name].append((cpu_seconds(pid) - before) / n * 1e6)
-                print(f"round {rnd}  {name:>10}  {n:8d} requests  {figures[name][-1]:7.1f} µs each")
+                user1, system1 = cpu_times(pid)
+                figures[name].append((user1 + system1 - user0 - system0) / n * 1e6)
+                system[name].append((system1 - system0) / n * 1e6)
+                print(
+                    f"round {rnd}  {name:>10}  {n:8d} requests  {figures[name][-1]:7.1f} µs each"
+                    f" (system {system[name][-1]:.1f})"
+                )
         for name, values in figures.items():
             print(
                 f"{name:>10}: median {statistics.median(values):.1f} µs of CPU per request "
-                f"(min {min(values):.1f}, max {max(values):.1f})"
+                f"(min {min(values):.1f}, max {max(values):.1f}; system part, median "
+                f"{statistics.median(system[name]):.1f})"
             )
         return 0
     finally:
