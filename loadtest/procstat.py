@@ -28,23 +28,12 @@ def parse_pid_times(text: str) -> tuple[float, float]:
     return int(fields[11]) * TICK, int(fields[12]) * TICK
 
 
-def parse_pid_stat(text: str) -> float:
-    """utime + stime in seconds from the text of /proc/<pid>/stat."""
-    user, system = parse_pid_times(text)
-    return user + system
-
-
 def cpu_times(pid: int) -> tuple[float, float] | None:
     """(user, system) seconds of a process, every thread summed; None when it is gone."""
     try:
         return parse_pid_times(Path(f"/proc/{pid}/stat").read_text())
     except (OSError, IndexError, ValueError):
         return None
-
-
-def cpu_seconds(pid: int) -> float | None:
-    times = cpu_times(pid)
-    return None if times is None else times[0] + times[1]
 
 
 @dataclass(frozen=True)
