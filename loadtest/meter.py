@@ -35,7 +35,7 @@ class Reading:
     upstream: float
     wrk: float
     machine: MachineTimes
-    front_system: float = 0.0  # the system part of ``front``
+    front_system: float  # the system part of ``front``
 
 
 def _cpu(pid: int, name: str) -> tuple[float, float]:
