@@ -3,7 +3,7 @@
     .venv/bin/python loadtest/heads.py [--number 100000]
 
 Prints the best of seven runs, in microseconds per response, for a 1 KB response with nginx's
-eight header fields (the bench's upstream) fed to httptools two ways:
+eight header fields (the bench's upstream) fed to httptools three ways:
 
 - ``callbacks``: as ``proxy.http.release`` parses it, with an ``on_header`` callback per
   field that appends ``(name, value)`` to a list;
@@ -13,10 +13,10 @@ eight header fields (the bench's upstream) fed to httptools two ways:
 - ``no fields``: without ``on_header`` and without reading the fields at all, the floor.
 
 ``callbacks`` minus ``no fields`` is what the per-field callbacks cost; ``one call`` minus
-``no fields`` what a one-pass parse in Python costs instead. It does
-not count what the one-call parse would also need to be right: the head's bytes kept across
-reads when it arrives in pieces, responses that follow an interim one in the same read, and
-the trailer section of a chunked body, which llhttp reports through ``on_header`` alone.
+``no fields`` what a one-pass parse in Python costs instead. It does not count what the
+one-call parse would also need to be right: the head's bytes kept across reads when it arrives
+in pieces, responses that follow an interim one in the same read, and the trailer section of a
+chunked body, which llhttp reports through ``on_header`` alone.
 """
 
 from __future__ import annotations
