@@ -73,6 +73,8 @@ class ClientConnection(Guard, asyncio.Protocol):
         "head_bytes",
         "field_bytes",
         "body_bytes",
+        "ended_rx",
+        "measure_head",
     )
 
     server: Server
@@ -112,6 +114,10 @@ class ClientConnection(Guard, asyncio.Protocol):
         self.head_bytes = 0  # bytes read while the head was incomplete (bounded)
         self.field_bytes = 0  # the current head's target and fields, exactly
         self.body_bytes = 0  # the current request's body so far
+        self.ended_rx = -1  # the read in which the last request ended
+        # The current head began in the read that ended the request before it, after that
+        # request's bytes: ``head_bytes`` has not counted its share of that read.
+        self.measure_head = False
         # The sweep's marks (loop time; 0: not observed yet); nothing per request reads a clock.
         self.rx = 0  # reads so far
         self.swept_rx = -1
@@ -198,6 +204,7 @@ class ClientConnection(Guard, asyncio.Protocol):
     def on_message_begin(self) -> None:
         if self.closing:
             raise _Stop
+        self.measure_head = self.rx == self.ended_rx
         self.url = b""
         self.headers = []
         self.trailers = None
@@ -227,13 +234,14 @@ class ClientConnection(Guard, asyncio.Protocol):
 
     def _check_head(self) -> None:
         """The complete head against the limits: the field count, and its size when what was
-        read while it came (an upper bound of its size) is over the limit."""
+        read while it came (an upper bound of its size) is over the limit, or when that bound
+        is not known (the head began in the middle of a read: a pipelined request)."""
         settings = self.ctx.settings
         headers = self.headers
         if len(headers) > settings.max_headers:
             raise self._limit(refusals.too_many_headers(settings.max_headers))
         limit = settings.max_head_bytes
-        if self.head_bytes > limit:
+        if self.head_bytes > limit or self.measure_head:
             size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in headers)
             if size > limit:
                 raise self._limit(refusals.head_too_large(limit))
@@ -290,6 +298,7 @@ class ClientConnection(Guard, asyncio.Protocol):
     def on_message_complete(self) -> None:
         self.in_head = True
         self.head_bytes = 0
+        self.ended_rx = self.rx
         fwd, self.parsing = self.parsing, None
         if fwd is not None:
             fwd.request_end(self.trailers)

@@ -65,6 +65,7 @@ class UpstreamConnection(asyncio.Protocol):
         "eof_body",
         "peer_eof",
         "interim",
+        "after_interim",
         "upgraded",
         "reused",
         "write_paused",
@@ -96,6 +97,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.eof_body = False  # the current body ends when the connection closes
         self.peer_eof = False  # the release shut down its side cleanly (FIN, not a reset)
         self.interim = False
+        # An interim (1xx) head was complete: the next head may have begun in the same read,
+        # where ``head_bytes`` has not counted its share.
+        self.after_interim = False
         self.upgraded = False
         self.reused = False
         self.write_paused = False  # the release is not taking request bytes fast enough
@@ -221,9 +225,12 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         limit = self.pool.max_head_bytes
-        if self.head_bytes > limit:  # what was read while it came is over: measure the head
-            # Each field's name and value, plus ": " and CRLF. A plain loop (a large body read
-            # with its head lands here on every response): half a generator's cost.
+        if self.head_bytes > limit or self.after_interim:
+            # What was read while it came is over, or not known (after an interim response):
+            # measure the head. Each field's name and value, plus ": " and CRLF. A plain loop
+            # (a large body read with its head lands here on every response): half a
+            # generator's cost.
+            self.after_interim = False
             headers = self.headers
             size = len(self.reason) + 4 * len(headers)
             for name, value in headers:
@@ -240,6 +247,7 @@ class UpstreamConnection(asyncio.Protocol):
         status = self.parser.get_status_code()
         if 100 <= status < 200 and status != 101:
             self.interim = True
+            self.after_interim = True
             sink.up_interim(status, self.reason, self.headers)
             return
         if status == 101:

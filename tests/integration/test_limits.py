@@ -116,6 +116,41 @@ async def test_heads_within_the_limits_go_through(switchback: StartProxy) -> Non
     assert (b"X-Big", big[7:]) in received.headers
 
 
+@pytest.mark.parametrize("field", [70_000, 52_000], ids=["over", "within"])
+async def test_a_pipelined_head_is_measured_against_the_limit(
+    switchback: StartProxy, field: int
+) -> None:
+    """A request and, in the same write, a second one whose head is over (or within) the
+    64 KB default: the second head begins in the read that ends the first request, so what
+    was read while it came does not bound it; it is measured. Over: the first is answered,
+    the second gets the 431 and never reaches the release. Within: both go through."""
+    release = RecordingRelease()
+    await release.start()
+    try:
+        proxy = await switchback({"releases": {"blue": {"url": release.url}}})
+        big = b"X-Big: " + b"a" * field
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        try:
+            writer.write(head_with(target=b"/first") + head_with(big, target=b"/second"))
+            first = await asyncio.wait_for(read_response(reader), 5)
+            second = await asyncio.wait_for(read_response(reader), 5)
+        finally:
+            writer.close()
+        samples = await proxy.metrics()
+    finally:
+        await release.close()
+    assert (first[0], first[2]) == (200, b"/first")
+    if field > 64 * 1024:
+        status, headers, body = second
+        assert (status, orjson.loads(body)["error"]) == (431, TOO_LARGE)
+        assert header_values(headers, "Connection") == ["close"]
+        assert [r.target for r in release.received] == [b"/first"]
+        assert sample(samples, REJECTED, reason="head_size") == 1
+    else:
+        assert (second[0], second[2]) == (200, b"/second")
+        assert (b"X-Big", big[7:]) in release.received[1].headers
+
+
 async def test_a_head_streamed_for_ever_is_cut_with_bounded_memory(
     switchback_process: Any, releases: Releases
 ) -> None:

@@ -223,6 +223,46 @@ async def test_a_head_at_the_limit_passes_with_a_large_body_in_the_same_read(
         assert header_values(headers, "X-Pad") == ["a" * pad]
 
 
+@pytest.mark.parametrize("pad", [3000, 1000], ids=["over", "within"])
+async def test_a_final_head_after_an_interim_one_is_measured_against_the_limit(
+    switchback: StartProxy, scripted: Any, pad: int
+) -> None:
+    """A 103 and the final response in one write: the final head begins in the read of the
+    interim one, so what was read while it came does not bound it; it is measured. Over
+    ``limits.max_response_head_bytes``: the client gets the 103, then a JSON 502 naming the
+    release, without the release's fields. Within: the final response as sent."""
+    answer = (
+        b"HTTP/1.1 103 Early Hints\r\nLink: </app.css>; rel=preload\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * pad + b"\r\nContent-Length: 2\r\n\r\nok"
+    )
+
+    async def respond(n: int, head: bytes) -> bytes:
+        return answer
+
+    release = await scripted(respond)
+    proxy = await switchback(
+        {"releases": {"blue": {"url": release.url}}, "limits": {"max_response_head_bytes": 2048}}
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    try:
+        writer.write(GET)
+        interim = await asyncio.wait_for(read_response(reader), 5)
+        status, headers, body = await asyncio.wait_for(read_response(reader), 5)
+    finally:
+        writer.close()
+    assert interim[0] == 103
+    if pad > 2048:
+        assert status == 502
+        payload = orjson.loads(body)
+        assert (payload["error"], payload["release"]) == ("upstream_invalid", "blue")
+        assert header_values(headers, "X-Big") == []
+        samples = await proxy.metrics()
+        assert sample(samples, ERRORS, release="blue", kind="invalid") == 1
+    else:
+        assert (status, body) == (200, b"ok")
+        assert header_values(headers, "X-Big") == ["a" * pad]
+
+
 async def test_a_response_head_that_never_ends_is_cut_at_the_limit(
     switchback: StartProxy, raw_release: Any
 ) -> None:
