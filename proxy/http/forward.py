@@ -138,7 +138,7 @@ class Forward(RequestBody):
             data += http1.chunk(body) if self.req_chunked else body
         if self.request_done and self.req_chunked:
             self.tail_sent = True
-            data += http1.last_chunk(self.req_trailers)
+            data += http1.last_chunk(self.req_trailers, ex.headers)
         self._send(data)
         if self.request_done:
             self._arm_timer()
@@ -217,7 +217,7 @@ class Forward(RequestBody):
         if self.call is not None:
             if self.req_chunked and not self.tail_sent:
                 self.tail_sent = True
-                self._send(http1.last_chunk(trailers))
+                self._send(http1.last_chunk(trailers, self.ex.headers))
             self._arm_timer()
 
     def _arm_timer(self) -> None:

@@ -27,6 +27,7 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
         b"trailer",
         b"proxy-authenticate",
+        b"proxy-authentication-info",  # like Proxy-Authenticate, for the next client only
         b"proxy-authorization",
     }
 )
@@ -93,12 +94,16 @@ LAST_CHUNK = b"0\r\n\r\n"
 _NOT_TRAILERS = HOP_BY_HOP | {b"content-length", b"host"}
 
 
-def last_chunk(trailers: list[tuple[bytes, bytes]] | None) -> bytes:
+def last_chunk(
+    trailers: list[tuple[bytes, bytes]] | None, head: Iterable[tuple[bytes, bytes]] = ()
+) -> bytes:
     """The end of a chunked body, carrying the trailer fields received (minus the ones that
-    cannot be trailers): trailers stay in the trailer section, never merged into a head."""
+    cannot be trailers, and those the message's ``head`` names in Connection: RFC 9110
+    section 7.6.1): trailers stay in the trailer section, never merged into a head."""
     if not trailers:
         return LAST_CHUNK
-    kept = [(n, v) for n, v in trailers if n.lower() not in _NOT_TRAILERS]
+    drop = _NOT_TRAILERS | connection_tokens(head)
+    kept = [(n, v) for n, v in trailers if n.lower() not in drop]
     return b"0\r\n" + serialize_headers(kept) + b"\r\n"
 
 
@@ -199,6 +204,7 @@ def request_head(
 
 
 _SERVED_BY: dict[str, bytes] = {}
+_HOP_AND_LENGTH = HOP_BY_HOP | {b"content-length"}
 
 
 def response_head(
@@ -220,7 +226,8 @@ def response_head(
     headers = ex.response_headers
     fixed = drop is None
     if drop is None:
-        drop = HOP_BY_HOP
+        # A 204 carries no Content-Length (RFC 9110 section 8.6), whatever the release sent.
+        drop = HOP_BY_HOP if status != 204 else _HOP_AND_LENGTH
     has_length = False
     upgrade: bytes | None = None
     out = [status_line(status, reason)]
@@ -230,7 +237,7 @@ def response_head(
             if lname == b"upgrade":
                 upgrade = value
             elif lname == b"connection" and fixed and value.lower() not in _PLAIN_CONNECTION:
-                more = hop_by_hop(headers)
+                more = hop_by_hop(headers) | (drop - HOP_BY_HOP)
                 return response_head(ex, reason, served_by, close, is_head, http10, more)
             continue
         if lname == b"content-length":

@@ -84,6 +84,8 @@ class UpstreamConnection(asyncio.Protocol):
         "rx",
         "swept_rx",
         "quiet_since",
+        "body_rx",
+        "tail_bytes",
     )
 
     def __init__(self, pool: Home) -> None:
@@ -118,6 +120,12 @@ class UpstreamConnection(asyncio.Protocol):
         self.rx = 0  # reads so far: the sweep tells a silent release by it
         self.swept_rx = -1
         self.quiet_since = 0.0
+        # After the head: the last read that held body bytes (or the head's end), and what was
+        # read since without any (a chunked body's framing, its trailer section), bounded as a
+        # head. httptools keeps a trailer field to itself until it ends, so an endless one is
+        # seen only in the bytes read.
+        self.body_rx = 0
+        self.tail_bytes = 0
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -157,12 +165,25 @@ class UpstreamConnection(asyncio.Protocol):
             self._completed()
         elif self.problem is not None:
             self._invalid(self.problem)
-        elif self.in_head and self.head_bytes > self.pool.max_head_bytes:
-            self._invalid(f"response head over {self.pool.max_head_bytes} bytes")
-        else:
+        elif self.in_head:
+            if self.head_bytes > self.pool.max_head_bytes:
+                self._invalid(f"response head over {self.pool.max_head_bytes} bytes")
+                return
             current = self.sink
             if current is not None:
                 current.up_flush()  # what this read produced goes out now, in one write
+        else:
+            if self.body_rx == self.rx:
+                self.tail_bytes = 0
+            else:  # nothing of this read was body
+                self.tail_bytes += len(data)
+                limit = self.pool.max_head_bytes
+                if self.tail_bytes > limit:
+                    self._invalid(f"response trailer section over {limit} bytes")
+                    return
+            current = self.sink
+            if current is not None:
+                current.up_flush()
 
     def eof_received(self) -> bool | None:
         self.peer_eof = True
@@ -241,17 +262,25 @@ class UpstreamConnection(asyncio.Protocol):
         self.in_head = False
         self.head_bytes = 0
         self.field_bytes = 0
+        self.body_rx = self.rx  # what follows in this read is not counted as a trailer's
         sink = self.sink
         if sink is None:
             return
         status = self.parser.get_status_code()
-        if 100 <= status < 200 and status != 101:
-            self.interim = True
-            self.after_interim = True
-            sink.up_interim(status, self.reason, self.headers)
-            return
-        if status == 101:
-            self.upgraded = True  # llhttp reports the message complete, then the upgrade
+        if status < 200:
+            if status == 101:
+                self.upgraded = True  # llhttp reports the message complete, then the upgrade
+            elif status >= 100:
+                self.interim = True
+                self.after_interim = True
+                sink.up_interim(status, self.reason, self.headers)
+                return
+            else:  # llhttp takes any three digits; RFC 9110 section 15: 100 to 599
+                self.problem = f"invalid response: status {status}"
+                raise _Stop
+        elif status > 599:
+            self.problem = f"invalid response: status {status}"
+            raise _Stop
         elif not self.head_only and status not in (204, 304):
             framing = _framing(self.headers)
             if framing is None:
@@ -266,6 +295,7 @@ class UpstreamConnection(asyncio.Protocol):
             sink.up_complete(None, True)
 
     def on_body(self, body: bytes) -> None:
+        self.body_rx = self.rx
         if self.sink is not None:
             self.sink.up_body(body)
 
@@ -363,12 +393,17 @@ class UpstreamConnection(asyncio.Protocol):
 def _framing(headers: list[tuple[bytes, bytes]]) -> bool | None:
     """True: the body is framed (Content-Length, or chunked); False: it ends with the
     connection; None: a transfer coding Switchback does not decode (as nginx, refused)."""
-    # llhttp refuses a response with both, so the first of the two decides. Lengths are
-    # compared first: most fields are neither, and need no lower-cased copy.
+    # llhttp refuses a response with both, so a Content-Length decides at once. Lengths are
+    # compared first: most fields are neither, and need no lower-cased copy. Transfer-Encoding
+    # fields make one list (RFC 9110 section 5.3): all of it must be ``chunked`` alone, or
+    # llhttp reads the body up to the close (RFC 9112 section 6.3).
+    coding: bytes | None = None
     for name, value in headers:
         size = len(name)
         if size == 14 and name.lower() == b"content-length":
             return True
         if size == 17 and name.lower() == b"transfer-encoding":
-            return value.strip().lower() == b"chunked" or None
-    return False
+            coding = value if coding is None else coding + b"," + value
+    if coding is None:
+        return False
+    return coding.strip().lower() == b"chunked" or None

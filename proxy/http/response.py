@@ -42,8 +42,12 @@ class ResponseSide:
     client: Client
     ex: Exchange
     is_head: bool
+    upgrade_token: bytes | None  # the Upgrade the client asked for, if any
 
     def _call(self, hook: Any, name: str, *args: Any) -> Any:
+        raise NotImplementedError
+
+    def up_invalid(self, problem: str) -> None:
         raise NotImplementedError
 
     def _step_failed(self, name: str) -> None:
@@ -75,11 +79,18 @@ class ResponseSide:
     def up_head(self, status: int, reason: bytes, headers: Fields) -> None:
         self.deadline = 0.0
         ex = self.ex
-        ex.status = status
-        ex.response_headers = headers
         if status == 101:
+            # A server switches only to a protocol the client asked for (RFC 9110 section
+            # 7.8); else the client's connection would become a tunnel it never wanted.
+            if self.upgrade_token is None:
+                self.up_invalid("invalid response: 101 to a request without Upgrade")
+                return
+            ex.status = status
+            ex.response_headers = headers
             self._send_head(reason)
             return
+        ex.status = status
+        ex.response_headers = headers
         pipeline = self.ctx.pipeline
         if pipeline.response_head_hooks:
             try:  # as ``_call`` does, without its frame: this runs for every inspected response
@@ -178,7 +189,7 @@ class ResponseSide:
                 return
         if not self.head_sent:  # a step failed and answered already
             return
-        tail = http1.last_chunk(trailers) if self.out_chunked else b""
+        tail = http1.last_chunk(trailers, self.ex.response_headers) if self.out_chunked else b""
         if tail or self.stash is not None:
             self._write(tail)
         self._finish("ok")

@@ -388,7 +388,9 @@ HOP_RESPONSE_CHUNKED = (
 HOP_RESPONSE_LENGTH = (
     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: X-Secret-Resp\r\n"
     b"Connection: keep-alive\r\nKeep-Alive: timeout=5\r\nX-Secret-Resp: 1\r\n"
-    b"Proxy-Connection: keep-alive\r\nX-Keep: yes\r\nContent-Length: 11\r\n\r\nhello world"
+    b"Proxy-Connection: keep-alive\r\nProxy-Authenticate: Basic\r\n"
+    b"Proxy-Authentication-Info: nextnonce=abc\r\nX-Keep: yes\r\nContent-Length: 11\r\n\r\n"
+    b"hello world"
 )
 
 

@@ -45,9 +45,9 @@ async def recording() -> AsyncIterator[RecordingRelease]:
 
 CHUNKED_WITH_TRAILERS = (
     b"POST /b HTTP/1.1\r\nHost: app.example\r\nTransfer-Encoding: chunked\r\n"
-    b"Trailer: Host, Authorization, X-Checksum\r\n\r\n"
+    b"Connection: X-Hop\r\nTrailer: Host, Authorization, X-Checksum, X-Hop\r\n\r\n"
     b"5\r\nhello\r\n0\r\n"
-    b"Host: other.example\r\nAuthorization: Bearer t\r\nX-Checksum: abc\r\n\r\n"
+    b"Host: other.example\r\nAuthorization: Bearer t\r\nX-Hop: s\r\nX-Checksum: abc\r\n\r\n"
 )
 
 
@@ -58,7 +58,8 @@ async def test_request_trailers_stay_trailers(
     """Alone or queued behind another request, a chunked request's trailer fields reach the
     release in its trailer section (never as header fields: a trailer ``Host`` or
     ``Authorization`` must not change how the request is routed or authorized); ``Host``,
-    which cannot be a trailer, is dropped."""
+    which cannot be a trailer, is dropped, and so is ``X-Hop``, which the head's Connection
+    names (RFC 9110 section 7.6.1)."""
     proxy = await switchback({"releases": {"blue": {"url": recording.url}}})
     answers = await pipelined(proxy.port, before + CHUNKED_WITH_TRAILERS, 2 if before else 1)
     assert [a[2] for a in answers] == ([b"/a"] if before else []) + [b"/b"]

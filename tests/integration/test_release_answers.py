@@ -133,6 +133,56 @@ async def test_response_trailers_stay_in_the_trailer_section(
     assert bool(header_values(headers, "Deprecation")) == hold
 
 
+async def test_trailers_the_head_names_in_connection_do_not_reach_the_client(
+    switchback: StartProxy, scripted: Any
+) -> None:
+    """``Connection: X-Hop`` in the head makes ``X-Hop`` hop-by-hop in the trailer section too
+    (RFC 9110 section 7.6.1): dropped, while the other trailer fields pass."""
+
+    async def answer(n: int, head: bytes) -> bytes:
+        return (
+            b"HTTP/1.1 200 OK\r\nConnection: X-Hop\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"2\r\nok\r\n0\r\nX-Hop: secret\r\nX-Checksum: abc\r\n\r\n"
+        )
+
+    release = await scripted(answer)
+    proxy = await switchback({"releases": {"blue": {"url": release.url}}})
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    try:
+        writer.write(GET)
+        status, _, body, trailers = await asyncio.wait_for(read_response_and_trailers(reader), 5)
+    finally:
+        writer.close()
+    assert (status, body) == (200, b"ok")
+    assert trailers == [("X-Checksum", "abc")]
+
+
+async def test_a_204_reaches_the_client_without_a_content_length(
+    switchback: StartProxy, scripted: Any
+) -> None:
+    """A release's 204 with ``Content-Length: 8`` (which RFC 9110 section 8.6 forbids): the
+    client gets the 204 without it, and the next response on the connection is whole."""
+
+    async def answer(n: int, head: bytes) -> bytes:
+        if n == 1:
+            return b"HTTP/1.1 204 No Content\r\nContent-Length: 8\r\n\r\n"
+        return b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond"
+
+    release = await scripted(answer)
+    proxy = await switchback({"releases": {"blue": {"url": release.url}}})
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    try:
+        writer.write(GET)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        writer.write(GET)
+        status, _, body = await asyncio.wait_for(read_response(reader), 5)
+    finally:
+        writer.close()
+    assert head.startswith(b"HTTP/1.1 204 ")
+    assert b"content-length" not in head.lower()
+    assert (status, body) == (200, b"second")
+
+
 # -- answers that break HTTP/1.1 ---------------------------------------------------------------
 
 INVALID = {
@@ -152,6 +202,18 @@ INVALID = {
     "over-long-head": b"HTTP/1.1 200 OK\r\nX-Big: "
     + b"a" * 3000
     + b"\r\nContent-Length: 2\r\n\r\nok",
+    # One list of codings across the fields (RFC 9110 section 5.3): chunked is not the last.
+    "chunked-then-gzip-fields": (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n"
+        b"5\r\nhello\r\n0\r\n\r\n"
+    ),
+    # Three digits, but not a status (RFC 9110 section 15: 100 to 599).
+    "status-below-100": b"HTTP/1.1 099 X\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+    "status-above-599": b"HTTP/1.1 600 X\r\nContent-Length: 2\r\n\r\nok",
+    # A switch to a protocol the request did not ask for (RFC 9110 section 7.8).
+    "101-without-upgrade": (
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: evil\r\n\r\n"
+    ),
 }
 
 
@@ -261,6 +323,46 @@ async def test_a_final_head_after_an_interim_one_is_measured_against_the_limit(
     else:
         assert (status, body) == (200, b"ok")
         assert header_values(headers, "X-Big") == ["a" * pad]
+
+
+async def test_a_trailer_field_that_never_ends_is_cut_at_the_limit(
+    switchback: StartProxy, raw_release: Any
+) -> None:
+    """A chunked body, then a trailer field streamed for ever: httptools holds a field until
+    it ends, so what is read after the body is bounded as a head. Memory stays bounded; the
+    response, whose head is out, is cut off, so the client never takes it for whole."""
+    streamed = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal streamed
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-Endless: "
+        )
+        try:
+            while streamed < 64 * 1024 * 1024:
+                writer.write(b"a" * 65536)
+                streamed += 65536
+                await writer.drain()
+        except ConnectionError:
+            return
+
+    url = (await raw_release(handler)).url
+    proxy = await switchback(
+        {"releases": {"blue": {"url": url}}, "limits": {"max_response_head_bytes": 2048}}
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    try:
+        writer.write(GET)
+        got = await asyncio.wait_for(reader.read(), 20)  # until Switchback closes
+    finally:
+        writer.close()
+    assert got.startswith(b"HTTP/1.1 200 ")
+    assert not got.endswith(b"0\r\n\r\n")  # never presented as complete
+    # Cut off soon after the limit: what was streamed fits in the sockets' buffers.
+    assert streamed < 8 * 1024 * 1024
+    samples = await proxy.metrics()
+    assert sample(samples, ERRORS, release="blue", kind="invalid") == 1
 
 
 async def test_a_response_head_that_never_ends_is_cut_at_the_limit(
