@@ -25,6 +25,7 @@ from proxy.traffic.metrics import TrafficMetrics
 UPSTREAM_ERROR_KINDS = ("connect", "timeout", "broken", "invalid")
 REJECT_REASONS = (
     "malformed",
+    "transfer_coding",
     "head_size",
     "header_count",
     "target_length",

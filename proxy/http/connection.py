@@ -6,7 +6,8 @@ take request bytes fast enough, and reading from the release pauses while the cl
 take response bytes, so memory stays flat for any body size.
 
 Memory per connection is bounded whatever a client sends: the request head (target, fields,
-count) is limited both in what llhttp reports and in what has been read while it is incomplete;
+count) is limited both in what llhttp reports and in what has been read while it is incomplete,
+and so is what is read after it that is not body (chunk framing and extensions, trailer fields);
 timeouts on an incomplete head, a stalled body, a client that stops reading and a release that
 stops sending are all checked by the listener's sweep every 100 ms, so no clock is read per
 request. Refusals (``proxy.errors.Refused``) are answered after the requests before them,
@@ -73,6 +74,8 @@ class ClientConnection(Guard, asyncio.Protocol):
         "head_bytes",
         "field_bytes",
         "body_bytes",
+        "body_rx",
+        "tail_bytes",
         "ended_rx",
         "measure_head",
     )
@@ -114,6 +117,10 @@ class ClientConnection(Guard, asyncio.Protocol):
         self.head_bytes = 0  # bytes read while the head was incomplete (bounded)
         self.field_bytes = 0  # the current head's target and fields, exactly
         self.body_bytes = 0  # the current request's body so far
+        self.body_rx = -1  # the read that last carried body bytes
+        # Read since the head without a body byte (chunk framing and extensions, trailer
+        # fields): llhttp keeps an unfinished field to itself, so this is bounded as a head.
+        self.tail_bytes = 0
         self.ended_rx = -1  # the read in which the last request ended
         # The current head began in the read that ended the request before it, after that
         # request's bytes: ``head_bytes`` has not counted its share of that read.
@@ -145,7 +152,8 @@ class ClientConnection(Guard, asyncio.Protocol):
             return
         if self.closing:
             return  # lingering after a refusal: read, and dropped
-        if self.in_head:
+        head = self.in_head  # whether this read began before the current head was complete
+        if head:
             self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
@@ -163,7 +171,15 @@ class ClientConnection(Guard, asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._refuse(refusals.malformed(str(exc)))
             return
-        if self.head_bytes and self.in_head and not self.closing:
+        if not head and not self.closing:  # a read after the head: body, framing, trailers
+            if self.in_head or self.body_rx == self.rx:  # the request ended, or body came
+                self.tail_bytes = 0
+            else:
+                self.tail_bytes += len(data)
+                limit = self.ctx.settings.max_head_bytes
+                if self.tail_bytes > limit:
+                    self._refuse(refusals.head_too_large(limit))
+        elif self.head_bytes and self.in_head and not self.closing:
             limit = self.ctx.settings.max_head_bytes
             if self.head_bytes > limit:
                 self._refuse(refusals.head_too_large(limit))
@@ -204,7 +220,11 @@ class ClientConnection(Guard, asyncio.Protocol):
     def on_message_begin(self) -> None:
         if self.closing:
             raise _Stop
-        self.measure_head = self.rx == self.ended_rx
+        if self.rx == self.ended_rx:
+            self.measure_head = True
+            self.head_bytes = 1  # not idle, for the sweep's head timeout: this head has begun
+        else:
+            self.measure_head = False
         self.url = b""
         self.headers = []
         self.trailers = None
@@ -231,6 +251,8 @@ class ClientConnection(Guard, asyncio.Protocol):
         if self.trailers is None:
             self.trailers = []
         self.trailers.append((name, value))
+        if len(self.trailers) > self.ctx.settings.max_headers:
+            raise self._limit(refusals.too_many_headers(self.ctx.settings.max_headers))
 
     def _check_head(self) -> None:
         """The complete head against the limits: the field count, and its size when what was
@@ -270,12 +292,26 @@ class ClientConnection(Guard, asyncio.Protocol):
         ex = Exchange(method, self.url, self.headers, self.peer)
         chunked = False
         upgrade: bytes | None = None
+        hosts = 0
         for name, value in self.headers:
-            size = len(name)  # most fields are neither: no lower-cased copy for them
-            if size == 17 and name.lower() == b"transfer-encoding":
-                chunked = b"chunked" in value.lower()
-            elif size == 7 and name.lower() == b"upgrade" and parser.should_upgrade():
+            if len(name) not in {4, 7, 17}:  # most fields: no lower-cased copy for them
+                continue
+            lower = name.lower()
+            if lower == b"host":
+                hosts += 1
+            elif lower == b"transfer-encoding":
+                if chunked or value.strip(b" \t").lower() != b"chunked":
+                    raise self._limit(self._transfer_coding())
+                chunked = True
+            elif lower == b"upgrade" and parser.should_upgrade():
+                if self._body_announced():
+                    # llhttp would take the body for the new protocol's bytes, and parse
+                    # them as requests if the release declines: no such upgrade, then.
+                    detail = "an upgrade request must not have a body"
+                    raise self._limit(refusals.malformed(detail))
                 upgrade = value
+        if hosts != 1 and (hosts or not self.http10):  # RFC 9112 section 3.2
+            raise self._limit(refusals.malformed("a request needs exactly one Host field"))
         fwd = Forward(self, self.ctx, ex, parser.should_keep_alive(), chunked, upgrade)
         self.parsing = fwd
         if upgrade is not None:
@@ -288,6 +324,7 @@ class ClientConnection(Guard, asyncio.Protocol):
             self.pause_reading(self.PAUSE_PIPELINE)
 
     def on_body(self, body: bytes) -> None:
+        self.body_rx = self.rx
         self.body_bytes += len(body)
         limit = self.ctx.settings.max_body_bytes
         if limit is not None and self.body_bytes > limit:
@@ -302,6 +339,27 @@ class ClientConnection(Guard, asyncio.Protocol):
         fwd, self.parsing = self.parsing, None
         if fwd is not None:
             fwd.request_end(self.trailers)
+
+    def _transfer_coding(self) -> Refused:
+        """A Transfer-Encoding other than one ``chunked``: 400 when chunked is not the last
+        coding (the body's end cannot be known), else 501 for the codings before it."""
+        value = b",".join(v for n, v in self.headers if n.lower() == b"transfer-encoding")
+        codings = [c.strip(b" \t").lower() for c in value.split(b",")]
+        codings = [c for c in codings if c]  # a list may have empty elements
+        if not codings or codings[-1] != b"chunked" or b"chunked" in codings[:-1]:
+            return refusals.malformed("chunked is not the final transfer coding, once")
+        return refusals.transfer_coding(b", ".join(codings).decode("latin-1"))
+
+    def _body_announced(self) -> bool:
+        """Whether the head announces a body: a Content-Length other than 0, or a
+        Transfer-Encoding."""
+        for name, value in self.headers:
+            lower = name.lower()
+            if lower == b"transfer-encoding":
+                return True
+            if lower == b"content-length" and value.strip(b" \t").lstrip(b"0") != b"":
+                return True
+        return False
 
     def _limit(self, refusal: Refused) -> Refused:
         """Keep ``refusal`` for ``data_received`` (httptools wraps what a callback raises)."""

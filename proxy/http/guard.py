@@ -119,7 +119,7 @@ class Guard:
         When the head was fine but the body is not, that request may already be on its way
         to the release: ``Forward.refuse`` cuts it off there (the release must not take a
         truncated body for a complete one) and answers itself."""
-        if refusal.status in (400, 408, 413, 414, 431):  # the runtime logs each reason (limited)
+        if refusal.status in (400, 408, 413, 414, 431, 501):  # the runtime logs each reason
             log.debug("refused a request from %s: %d %s", self.peer, refusal.status, refusal.detail)
         self.rejected = refusal
         self.closing = True

@@ -16,6 +16,12 @@ def malformed(detail: str) -> Refused:
     return Refused(400, "bad_request", detail, "malformed")
 
 
+def transfer_coding(coding: str) -> Refused:
+    # RFC 9112 section 6.1: a transfer coding the server does not understand is a 501.
+    detail = f"transfer coding {coding!r} is not supported: only chunked is"
+    return Refused(501, "not_implemented", detail, "transfer_coding")
+
+
 def head_too_large(limit: int) -> Refused:
     return Refused(431, HEAD_FIELDS, f"request head over {limit} bytes", "head_size")
 
