@@ -169,15 +169,17 @@ class Guard:
             if quiet > LINGER_QUIET or now - self.linger_since > LINGER_MAX:
                 self.abort()
             return
-        if self.tunnel is not None or self.closing:
+        if self.closing:
             return
-        if self.write_paused:
+        if self.write_paused:  # a tunnel's client too: its release is paused meanwhile
             if not self.blocked_since:
                 self.blocked_since = now
             elif now - self.blocked_since > settings.send_timeout:
                 self.ctx.rejected("send_timeout")
                 self.abort()  # the exchange in flight ends as client_closed
                 return
+        if self.tunnel is not None:  # a tunnel has no other timeout: either side may be quiet
+            return
         fwd = self.active
         if fwd is not None:
             fwd.sweep(now, quiet, settings)

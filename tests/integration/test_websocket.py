@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
+from typing import Any
 
 import aiohttp
 import orjson
@@ -17,7 +19,9 @@ from tests.integration.conftest import (
     header_values,
     raw_exchange,
     read_response,
+    sample,
 )
+from tests.integration.helpers_rollout import poll
 
 HALF = {"traffic": {"weights": {"blue": 50, "green": 50}}}
 
@@ -195,3 +199,57 @@ async def test_request_pipelined_behind_a_refused_upgrade_is_answered_as_http(
     # The pipelined request went through the proxy like any other (forwarding headers added).
     assert header_values(orjson.loads(second[2])["headers"], "X-Forwarded-For") == ["127.0.0.1"]
     assert header_values(second[1], "X-Served-By") == ["blue"]
+
+
+UPGRADE = (
+    b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+    b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+)
+SWITCHED = (
+    b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+    b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+)
+
+
+async def test_a_tunnel_whose_client_stops_reading_is_closed_after_send_timeout(
+    switchback: StartProxy, raw_release: Any
+) -> None:
+    """A release floods a tunnel with binary frames while its client reads nothing: the
+    release is paused (the proxy's buffer stays small), and once the client has taken no
+    bytes for ``server.send_timeout`` the tunnel is closed and counted, as for HTTP."""
+    frame = bytes([0x82, 126]) + (60000).to_bytes(2, "big") + b"x" * 60000
+    written = 0
+
+    async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal written
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(SWITCHED)
+        try:
+            while True:
+                writer.write(frame)
+                await writer.drain()
+                written += len(frame)
+        except ConnectionError:
+            return
+
+    release = await raw_release(flood)
+    proxy = await switchback(
+        {"releases": {"blue": {"url": release.url}}, "server": {"send_timeout": 1.0}}
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port, limit=1024)
+    try:
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        writer.write(UPGRADE)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 101 ")
+        writer.transport.pause_reading()
+        samples = await poll(
+            proxy.metrics,
+            lambda s: sample(s, "switchback_rejected_total", reason="send_timeout") == 1,
+            10,
+            "the send timeout to close the tunnel",
+        )
+    finally:
+        writer.close()
+    assert sample(samples, "switchback_websocket_tunnels", release="blue") == 0
+    assert written < 16 * 1024 * 1024  # the release was paused meanwhile
