@@ -4,13 +4,17 @@ The body forwarded to the client is never touched; inspection works on ``decoded
 body is not inspected, the reason is a metric label value (``switchback_inspection_skipped``):
 
     not_json    the Content-Type is not application/json or application/*+json
-    too_large   the body, or what it decompresses to, exceeds the size cap
+    too_large   the body, or what it decompresses to, exceeds the size cap (or it holds more
+                than ``MAX_GZIP_MEMBERS`` gzip members)
     malformed   corrupt or truncated compressed data, or JSON that does not parse
     encoding    a Content-Encoding this module cannot decode (compress, zstd, ...)
 
 Decompression is bounded: zlib produces at most ``cap + 1`` bytes per coding, brotli stops within
 about twice that (its output buffer grows by doubling), so a decompression bomb costs about as
-much memory as a body at the cap.
+much memory as a body at the cap. Its time is bounded too: zlib copies the input a stream did
+not use when the stream ends, so each gzip member is given its input in windows that double
+from ``_WINDOW`` bytes (not the whole rest of the body), and a body of more than
+``MAX_GZIP_MEMBERS`` members is not inspected.
 
 The other way: a step that rewrites a body (field selection, a sunset field removed) sends it
 in the app's coding when the client accepts it (``encode_for``), else as identity.
@@ -32,6 +36,10 @@ ENCODING: Final = "encoding"
 SKIP_REASONS: Final = (NOT_JSON, TOO_LARGE, MALFORMED, ENCODING)
 
 _GZIP_MAGIC = b"\x1f\x8b"
+_WINDOW = 1024  # the first window of input for a stream; it doubles while the stream goes on
+# gzip members in one body: one is the rule (a writer that flushes may make a few). Each costs a
+# decompressor and a few calls, so a body of 150,000 empty members held the loop for seconds.
+MAX_GZIP_MEMBERS = 1000
 _BROTLI_FALLBACK_CHUNK = 4096  # brotli < 1.2 has no output limit: feed input in small pieces
 
 
@@ -73,43 +81,60 @@ def decoded_copy(body: bytes, content_encoding: bytes | None, cap: int) -> bytes
     return data
 
 
-def _inflate(data: bytes, wbits: int, cap: int) -> tuple[bytes | str, bytes]:
-    """One zlib/gzip/raw deflate stream: (output or reason, the bytes after the stream)."""
+def _inflate(data: bytes, start: int, wbits: int, cap: int) -> tuple[bytes | str, int]:
+    """One zlib/gzip/raw deflate stream from offset ``start``: (output or reason, the offset
+    after the stream)."""
     stream = zlib.decompressobj(wbits)
+    view = memoryview(data)
+    parts: list[bytes] = []
+    size = 0
+    pos = start
+    window = _WINDOW
     try:
-        out = stream.decompress(data, cap + 1)
+        while True:
+            piece = view[pos : pos + window]
+            if not piece:  # all input consumed without reaching the end: truncated
+                return MALFORMED, pos
+            out = stream.decompress(piece, cap + 1 - size)  # never 0, which has no limit
+            parts.append(out)
+            size += len(out)
+            if size > cap:
+                return TOO_LARGE, pos
+            if stream.eof:
+                return b"".join(parts), pos + len(piece) - len(stream.unused_data)
+            pos += len(piece)
+            window *= 2
     except zlib.error:
-        return MALFORMED, b""
-    if len(out) > cap:
-        return TOO_LARGE, b""
-    if not stream.eof:  # all input consumed without reaching the end: truncated
-        return MALFORMED, b""
-    return out, stream.unused_data
+        return MALFORMED, pos
 
 
 def _gunzip(data: bytes, cap: int) -> bytes | str:
     """gzip, including several members one after the other (as ``gzip.decompress`` reads)."""
     parts: list[bytes] = []
     size = 0
+    pos = 0
     while True:
-        out, rest = _inflate(data, 16 + zlib.MAX_WBITS, cap - size)
+        out, pos = _inflate(data, pos, 16 + zlib.MAX_WBITS, cap - size)
         if isinstance(out, str):
             return out
         parts.append(out)
         size += len(out)
-        if not rest:
+        if pos >= len(data):
             return b"".join(parts)
-        if not rest.startswith(_GZIP_MAGIC):
+        if not data.startswith(_GZIP_MAGIC, pos):
             return MALFORMED
-        data = rest
+        if len(parts) >= MAX_GZIP_MEMBERS:
+            return TOO_LARGE
 
 
 def _undeflate(data: bytes, cap: int) -> bytes | str:
     """HTTP "deflate" is zlib-wrapped (RFC 9110), but some servers send raw deflate: try both."""
-    out, rest = _inflate(data, zlib.MAX_WBITS, cap)
+    out, end = _inflate(data, 0, zlib.MAX_WBITS, cap)
     if out == MALFORMED:
-        out, rest = _inflate(data, -zlib.MAX_WBITS, cap)
-    return MALFORMED if rest else out
+        out, end = _inflate(data, 0, -zlib.MAX_WBITS, cap)
+    if isinstance(out, str):
+        return out
+    return MALFORMED if end < len(data) else out
 
 
 def _probe_output_limit() -> bool:

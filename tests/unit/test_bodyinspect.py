@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from proxy.core.bodyinspect import (
     ENCODING,
     MALFORMED,
+    MAX_GZIP_MEMBERS,
     SKIP_REASONS,
     TOO_LARGE,
     decoded_copy,
@@ -86,6 +87,26 @@ def test_stacked_encodings_are_undone_from_the_last(codings: list[str]) -> None:
 
 def test_gzip_members_one_after_the_other() -> None:
     assert decoded_copy(gzip.compress(b"[1,") + gzip.compress(b"2]"), b"gzip", CAP) == b"[1,2]"
+
+
+def test_gzip_members_are_bounded_in_number() -> None:
+    """Empty gzip members before the real one: up to ``MAX_GZIP_MEMBERS`` in all the body is
+    decoded; beyond, it is not inspected (150,000 of them, 3 MB, held the loop for 5 s while
+    each member was handed a copy of the rest of the body)."""
+    empty, real = gzip.compress(b"", mtime=0), gzip.compress(b'{"a": 1}', mtime=0)
+    at_limit = empty * (MAX_GZIP_MEMBERS - 1) + real
+    assert decoded_copy(at_limit, b"gzip", CAP) == b'{"a": 1}'
+    assert decoded_copy(empty * MAX_GZIP_MEMBERS + real, b"gzip", CAP) == TOO_LARGE
+    assert decoded_copy(empty * 150_000 + real, b"gzip", 8 * 1024 * 1024) == TOO_LARGE
+
+
+def test_a_large_member_is_read_whole_and_what_follows_it_is_checked() -> None:
+    """A member far larger than the first input window, then another, then garbage."""
+    big = gzip.compress(BODY * 50, mtime=0)
+    assert decoded_copy(big + gzip.compress(b"!"), b"gzip", CAP) == BODY * 50 + b"!"
+    assert decoded_copy(big + b"garbage", b"gzip", CAP) == MALFORMED
+    assert decoded_copy(big[:-1], b"gzip", CAP) == MALFORMED  # truncated
+    assert decoded_copy(zlib.compress(BODY * 50) + b"x", b"deflate", CAP) == MALFORMED
 
 
 def test_too_large_body_is_not_even_decoded() -> None:
