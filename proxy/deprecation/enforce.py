@@ -26,11 +26,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import orjson
-
 from proxy.core.bodyinspect import decoded_copy, encode_for, is_json_content_type
 from proxy.core.enforcement import Policy, Reason, active_window, compile_policy, verdict
-from proxy.core.fieldremoval import remove
+from proxy.core.fieldremoval import Malformed, encode, load, remove
 from proxy.core.report import iso
 from proxy.core.rules import Rule, RuleSet
 from proxy.deprecation.step import FOUND
@@ -158,9 +156,9 @@ class EnforceStep(Step):
         decoded = decoded_copy(body, encoding, self.cap)
         if isinstance(decoded, str):  # counted by the deprecation step, which saw it too
             return None
-        try:
-            value = orjson.loads(decoded)
-        except orjson.JSONDecodeError:
+        try:  # the untouched values stay msgspec.Raw: each keeps its exact text
+            value = load(decoded)
+        except Malformed:  # not JSON: it goes out as it came
             return None
         removed = False
         for rule, reason in pending.response_rules.items():
@@ -169,7 +167,7 @@ class EnforceStep(Step):
                 self._count(rule, ex.client_id, reason)
         if not removed:
             return None
-        new, coding = encode_for(orjson.dumps(value), encoding, ex.header(b"accept-encoding"))
+        new, coding = encode_for(encode(value), encoding, ex.header(b"accept-encoding"))
         return Rewrite(new, coding)
 
     def _count(self, rule: Rule, client_id: str, reason: Reason) -> None:

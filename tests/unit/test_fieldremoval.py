@@ -53,3 +53,32 @@ def test_re_encoded_as_the_app_did_when_the_client_accepts_it() -> None:
 )
 def test_accept_encoding(header: bytes | None, ok: bool) -> None:
     assert accepts(header, b"gzip") is ok
+
+
+def test_only_what_is_removed_changes_every_other_value_keeps_its_text() -> None:
+    def out(body: bytes, *paths: str) -> bytes | None:
+        return remove_paths(body, [parse_path(p) for p in paths])
+
+    big = b'{"id":123456789012345678901234567890,"user":{"name":"Ada","role":"admin"}}'
+    assert out(big, "user.role") == b'{"id":123456789012345678901234567890,"user":{"name":"Ada"}}'
+    assert out(b'{"score":1e400,"user":{"role":1}}', "user.role") == b'{"score":1e400,"user":{}}'
+    spelled = b'{"a": 1.10, "m": {"x": {"k": [ 1E2 ], "d": 0}, "y": "\\u0041"}, "l": [[{"d": -0}]]}'
+    assert out(spelled, "m.*.d", "l[][].d") == (
+        b'{"a":1.10,"m":{"x":{"k":[ 1E2 ]},"y":"\\u0041"},"l":[[{}]]}'
+    )
+    # shared prefixes: the second path finds the container the first one opened
+    assert out(b'{"u":{"a":1e999,"b":2,"c":3}}', "u.a", "u.b") == b'{"u":{"c":3}}'
+    mixed = b'{"items":[{"role":1,"n":1e400},7,{"id":99999999999999999999}]}'
+    assert out(mixed, "items[].role") == b'{"items":[{"n":1e400},7,{"id":99999999999999999999}]}'
+    # a container of another type on the way, or a scalar body: nothing to remove
+    assert out(b'{"u":[1],"v":"s"}', "u.a", "v[]", "[].x") is None
+    assert out(b"12345678901234567890123", "a") is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"a":1,}', b'{"a":NaN}', b'{"a":1} x', b'{"a":"\xff"}', b'{"a":"\\ud800"}', b"", b" "]
+    + [b'{"a":' + b"[" * 5000 + b"]" * 5000 + b"}"],
+)
+def test_a_body_that_is_not_json_is_left_alone(body: bytes) -> None:
+    assert remove_paths(body, [parse_path("a")]) is None
