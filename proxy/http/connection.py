@@ -24,7 +24,7 @@ from typing import Protocol, cast
 import httptools
 
 from proxy.errors import Refused
-from proxy.http import refusals
+from proxy.http import http1, refusals
 from proxy.http.forward import Forward
 from proxy.http.guard import Guard
 from proxy.http.guard import Server as GuardServer
@@ -301,10 +301,10 @@ class ClientConnection(Guard, asyncio.Protocol):
                 hosts += 1
             elif lower == b"transfer-encoding":
                 if chunked or value.strip(b" \t").lower() != b"chunked":
-                    raise self._limit(self._transfer_coding())
+                    raise self._limit(refusals.transfer_codings(self.headers))
                 chunked = True
             elif lower == b"upgrade" and parser.should_upgrade():
-                if self._body_announced():
+                if http1.body_announced(self.headers):
                     # llhttp would take the body for the new protocol's bytes, and parse
                     # them as requests if the release declines: no such upgrade, then.
                     detail = "an upgrade request must not have a body"
@@ -339,27 +339,6 @@ class ClientConnection(Guard, asyncio.Protocol):
         fwd, self.parsing = self.parsing, None
         if fwd is not None:
             fwd.request_end(self.trailers)
-
-    def _transfer_coding(self) -> Refused:
-        """A Transfer-Encoding other than one ``chunked``: 400 when chunked is not the last
-        coding (the body's end cannot be known), else 501 for the codings before it."""
-        value = b",".join(v for n, v in self.headers if n.lower() == b"transfer-encoding")
-        codings = [c.strip(b" \t").lower() for c in value.split(b",")]
-        codings = [c for c in codings if c]  # a list may have empty elements
-        if not codings or codings[-1] != b"chunked" or b"chunked" in codings[:-1]:
-            return refusals.malformed("chunked is not the final transfer coding, once")
-        return refusals.transfer_coding(b", ".join(codings).decode("latin-1"))
-
-    def _body_announced(self) -> bool:
-        """Whether the head announces a body: a Content-Length other than 0, or a
-        Transfer-Encoding."""
-        for name, value in self.headers:
-            lower = name.lower()
-            if lower == b"transfer-encoding":
-                return True
-            if lower == b"content-length" and value.strip(b" \t").lstrip(b"0") != b"":
-                return True
-        return False
 
     def _limit(self, refusal: Refused) -> Refused:
         """Keep ``refusal`` for ``data_received`` (httptools wraps what a callback raises)."""

@@ -58,6 +58,18 @@ def hop_by_hop(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
     return HOP_BY_HOP
 
 
+def body_announced(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether a request head announces a body: a Content-Length other than 0, or a
+    Transfer-Encoding."""
+    for name, value in headers:
+        lower = name.lower()
+        if lower == b"transfer-encoding":
+            return True
+        if lower == b"content-length" and value.strip(b" \t").lstrip(b"0") != b"":
+            return True
+    return False
+
+
 def end_to_end(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """The headers minus hop-by-hop ones."""
     drop = hop_by_hop(headers)

@@ -16,8 +16,16 @@ def malformed(detail: str) -> Refused:
     return Refused(400, "bad_request", detail, "malformed")
 
 
-def transfer_coding(coding: str) -> Refused:
-    # RFC 9112 section 6.1: a transfer coding the server does not understand is a 501.
+def transfer_codings(headers: list[tuple[bytes, bytes]]) -> Refused:
+    """The refusal of a request whose Transfer-Encoding is not one ``chunked``: 400 when
+    chunked is not the last coding, once (the body's end cannot be known), else 501 for the
+    codings before it (RFC 9112 section 6.1: a coding the server does not understand)."""
+    value = b",".join(v for n, v in headers if n.lower() == b"transfer-encoding")
+    codings = [c.strip(b" \t").lower() for c in value.split(b",")]
+    codings = [c for c in codings if c]  # a list may have empty elements
+    if not codings or codings[-1] != b"chunked" or b"chunked" in codings[:-1]:
+        return malformed("chunked is not the final transfer coding, once")
+    coding = b", ".join(codings).decode("latin-1")
     detail = f"transfer coding {coding!r} is not supported: only chunked is"
     return Refused(501, "not_implemented", detail, "transfer_coding")
 
