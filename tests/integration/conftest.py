@@ -24,6 +24,7 @@ from proxy.config.load import load_config
 from tests.integration.releases import (
     RawHandler,
     RawRelease,
+    RecordingRelease,
     Release,
     Script,
     ScriptedRelease,
@@ -236,6 +237,15 @@ async def raw_release() -> AsyncIterator[Callable[[RawHandler], Awaitable[RawRel
     yield start
     for release in started:
         await release.close()
+
+
+@pytest.fixture
+async def recording() -> AsyncIterator[RecordingRelease]:
+    """A release that records every request it gets and answers 200 with the target."""
+    release = RecordingRelease()
+    await release.start()
+    yield release
+    await release.close()
 
 
 def refused_url() -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 
 import orjson
 import pytest
@@ -33,14 +32,6 @@ async def pipelined(port: int, data: bytes, n: int, timeout: float = 5.0) -> lis
         return [await asyncio.wait_for(read_response(reader), timeout) for _ in range(n)]
     finally:
         writer.close()
-
-
-@pytest.fixture
-async def recording() -> AsyncIterator[RecordingRelease]:
-    release = RecordingRelease()
-    await release.start()
-    yield release
-    await release.close()
 
 
 CHUNKED_WITH_TRAILERS = (

@@ -10,7 +10,6 @@ only, or answer another request.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -59,19 +58,11 @@ CASES = {
 }
 
 
-@pytest.fixture
-async def echo() -> AsyncIterator[RecordingRelease]:
-    release = RecordingRelease()
-    await release.start()
-    yield release
-    await release.close()
-
-
 @pytest.mark.parametrize("data", list(CASES.values()), ids=list(CASES))
 async def test_ambiguous_framing_is_refused_or_framed_as_the_release_frames_it(
-    switchback: StartProxy, echo: RecordingRelease, data: bytes
+    switchback: StartProxy, recording: RecordingRelease, data: bytes
 ) -> None:
-    proxy = await switchback({"releases": {"blue": {"url": echo.url}}})
+    proxy = await switchback({"releases": {"blue": {"url": recording.url}}})
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
     answers: list[tuple[int, bytes]] = []
     try:
@@ -86,7 +77,7 @@ async def test_ambiguous_framing_is_refused_or_framed_as_the_release_frames_it(
     finally:
         writer.close()
     from_release = [body for status, body in answers if status != 400]
-    assert from_release == [r.target for r in echo.received]
+    assert from_release == [r.target for r in recording.received]
     assert all(status in (200, 400) for status, _ in answers)
     if b"/smuggled" in from_release:  # read as two requests: only if both sides agree
-        assert [r.target for r in echo.received] == [b"/first", b"/smuggled"]
+        assert [r.target for r in recording.received] == [b"/first", b"/smuggled"]
