@@ -163,27 +163,25 @@ class UpstreamConnection(asyncio.Protocol):
                 self.problem = f"invalid response: {exc}"
         if self.complete:
             self._completed()
-        elif self.problem is not None:
+            return
+        if self.problem is not None:
             self._invalid(self.problem)
-        elif self.in_head:
-            if self.head_bytes > self.pool.max_head_bytes:
-                self._invalid(f"response head over {self.pool.max_head_bytes} bytes")
+            return
+        limit = self.pool.max_head_bytes
+        if self.in_head:
+            if self.head_bytes > limit:
+                self._invalid(f"response head over {limit} bytes")
                 return
-            current = self.sink
-            if current is not None:
-                current.up_flush()  # what this read produced goes out now, in one write
-        else:
-            if self.body_rx == self.rx:
-                self.tail_bytes = 0
-            else:  # nothing of this read was body
-                self.tail_bytes += len(data)
-                limit = self.pool.max_head_bytes
-                if self.tail_bytes > limit:
-                    self._invalid(f"response trailer section over {limit} bytes")
-                    return
-            current = self.sink
-            if current is not None:
-                current.up_flush()
+        elif self.body_rx == self.rx:
+            self.tail_bytes = 0
+        else:  # nothing of this read was body
+            self.tail_bytes += len(data)
+            if self.tail_bytes > limit:
+                self._invalid(f"response trailer section over {limit} bytes")
+                return
+        current = self.sink
+        if current is not None:
+            current.up_flush()  # what this read produced goes out now, in one write
 
     def eof_received(self) -> bool | None:
         self.peer_eof = True

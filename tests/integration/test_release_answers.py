@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -325,20 +326,15 @@ async def test_a_final_head_after_an_interim_one_is_measured_against_the_limit(
         assert header_values(headers, "X-Big") == ["a" * pad]
 
 
-async def test_a_trailer_field_that_never_ends_is_cut_at_the_limit(
-    switchback: StartProxy, raw_release: Any
-) -> None:
-    """A chunked body, then a trailer field streamed for ever: httptools holds a field until
-    it ends, so what is read after the body is bounded as a head. Memory stays bounded; the
-    response, whose head is out, is cut off, so the client never takes it for whole."""
+async def endless_release(raw_release: Any, start: bytes) -> tuple[str, Callable[[], int]]:
+    """A release answering with ``start``, then one field value streamed for ever (up to 64
+    MB): its URL, and how many bytes of that value it has written so far."""
     streamed = 0
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal streamed
         await reader.readuntil(b"\r\n\r\n")
-        writer.write(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-Endless: "
-        )
+        writer.write(start)
         try:
             while streamed < 64 * 1024 * 1024:
                 writer.write(b"a" * 65536)
@@ -347,7 +343,19 @@ async def test_a_trailer_field_that_never_ends_is_cut_at_the_limit(
         except ConnectionError:
             return
 
-    url = (await raw_release(handler)).url
+    return (await raw_release(handler)).url, lambda: streamed
+
+
+async def test_a_trailer_field_that_never_ends_is_cut_at_the_limit(
+    switchback: StartProxy, raw_release: Any
+) -> None:
+    """A chunked body, then a trailer field streamed for ever: httptools holds a field until
+    it ends, so what is read after the body is bounded as a head. Memory stays bounded; the
+    response, whose head is out, is cut off, so the client never takes it for whole."""
+    url, streamed = await endless_release(
+        raw_release,
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-Endless: ",
+    )
     proxy = await switchback(
         {"releases": {"blue": {"url": url}}, "limits": {"max_response_head_bytes": 2048}}
     )
@@ -360,7 +368,7 @@ async def test_a_trailer_field_that_never_ends_is_cut_at_the_limit(
     assert got.startswith(b"HTTP/1.1 200 ")
     assert not got.endswith(b"0\r\n\r\n")  # never presented as complete
     # Cut off soon after the limit: what was streamed fits in the sockets' buffers.
-    assert streamed < 8 * 1024 * 1024
+    assert streamed() < 8 * 1024 * 1024
     samples = await proxy.metrics()
     assert sample(samples, ERRORS, release="blue", kind="invalid") == 1
 
@@ -370,24 +378,10 @@ async def test_a_response_head_that_never_ends_is_cut_at_the_limit(
 ) -> None:
     """A release streaming an endless header line: memory stays bounded, the client gets a
     502 naming the release once the head passes ``limits.max_response_head_bytes``."""
-    streamed = 0
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal streamed
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 200 OK\r\nX-Endless: ")
-        try:
-            while streamed < 64 * 1024 * 1024:
-                writer.write(b"a" * 65536)
-                streamed += 65536
-                await writer.drain()
-        except ConnectionError:
-            return
-
-    url = (await raw_release(handler)).url
+    url, streamed = await endless_release(raw_release, b"HTTP/1.1 200 OK\r\nX-Endless: ")
     proxy = await switchback({"releases": {"blue": {"url": url}}})
     status, headers, body = await raw_exchange(proxy.port, GET)
     assert status == 502
     assert orjson.loads(body)["error"] == "upstream_invalid"
     # Cut off soon after the limit: what was streamed fits in the sockets' buffers.
-    assert streamed < 8 * 1024 * 1024
+    assert streamed() < 8 * 1024 * 1024
