@@ -6,17 +6,33 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import settings
 
 settings.register_profile("fuzz", max_examples=10_000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """A compiled data plane older than a source would test code other than the checkout's:
+    refused (``make native`` builds it again; proxy/http/native.py)."""
+    if os.environ.get("SWITCHBACK_PURE_PYTHON"):
+        return
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "tools" / "native.py"
+    spec = importlib.util.spec_from_file_location("switchback_native_tool", path)
+    assert spec is not None and spec.loader is not None
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    if tool.check() != 0:
+        pytest.exit("the compiled data plane does not match the sources", returncode=4)
+
+
 # -- a real PostgreSQL server (tests/pgserver.py), for the fleet ledger's tests --
 
 from collections.abc import Iterator  # noqa: E402
-
-import pytest  # noqa: E402
 
 from tests.pgserver import PgServer, require_bin  # noqa: E402
 

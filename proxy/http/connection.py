@@ -19,26 +19,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import Protocol, cast
+from typing import cast
 
 import httptools
 
 from proxy.errors import Refused
 from proxy.http import http1, refusals
 from proxy.http.forward import Forward
-from proxy.http.guard import Guard
-from proxy.http.guard import Server as GuardServer
+from proxy.http.guard import Guard, Server
 from proxy.http.tunnel import Tunnel
 from proxy.http.upstream import Link
 from proxy.pipeline import Exchange
 
 log = logging.getLogger("switchback.listener")
-
-
-class Server(GuardServer, Protocol):
-    """What a connection needs of its listener (``proxy.http.listener.Listener``)."""
-
-    connections: set[ClientConnection]
 
 
 class _Stop(Exception):
@@ -47,7 +40,7 @@ class _Stop(Exception):
     module: not in ``proxy.errors``' tree."""
 
 
-class ClientConnection(Guard, asyncio.Protocol):
+class ClientConnection(Guard):  # an asyncio protocol (no base: see ``proxy.http.native``)
     __slots__ = (
         "server",
         "ctx",
@@ -79,8 +72,6 @@ class ClientConnection(Guard, asyncio.Protocol):
         "ended_rx",
         "measure_head",
     )
-
-    server: Server
 
     PAUSE_UPSTREAM = 1  # the release's socket is full
     PAUSE_PIPELINE = 2  # a pipelined request waits for the one before it

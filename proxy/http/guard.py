@@ -22,6 +22,7 @@ from proxy.http.context import Context, Settings
 from proxy.pipeline import first_header
 
 if TYPE_CHECKING:
+    from proxy.http.connection import ClientConnection
     from proxy.http.forward import Forward
     from proxy.http.tunnel import Tunnel
 
@@ -37,6 +38,8 @@ class Server(Protocol):
     ctx: Context
     draining: bool
     shedding: bool
+
+    connections: set[ClientConnection]
 
     def connection_closed(self) -> None: ...
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Callable
 
 from proxy.http.connection import ClientConnection
 from proxy.http.context import Context
+from proxy.http.native import factory
 
 log = logging.getLogger("switchback.listener")
 
@@ -41,13 +41,13 @@ class Listener:
         self._shed_until = 0.0
 
     async def start(self, host: str, port: int, sock: socket.socket | None = None) -> None:
-        factory: Callable[[], ClientConnection] = lambda: ClientConnection(self)  # noqa: E731
+        make = factory(lambda: ClientConnection(self))
         loop = self.ctx.loop
         if sock is not None:
-            self.server = await loop.create_server(factory, sock=sock, backlog=1024)
+            self.server = await loop.create_server(make, sock=sock, backlog=1024)
         else:
             self.server = await loop.create_server(
-                factory, host, port, backlog=1024, reuse_address=True
+                make, host, port, backlog=1024, reuse_address=True
             )
         self.ctx.spawn(self._sweeper())
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from proxy.errors import UpstreamUnavailable
+from proxy.http.native import factory
 from proxy.http.release import UpstreamConnection
 from proxy.http.upstream import Call, Link, Sink
 
@@ -63,11 +64,10 @@ class UpstreamPool:
     async def connect(self) -> UpstreamConnection:
         """A new connection, or UpstreamUnavailable: the release never saw the request."""
         loop = asyncio.get_running_loop()
+        conn = UpstreamConnection(self)
         try:
             async with asyncio.timeout(self.connect_timeout):
-                _, proto = await loop.create_connection(
-                    lambda: UpstreamConnection(self), self.host, self.port
-                )
+                await loop.create_connection(factory(lambda: conn), self.host, self.port)
         except TimeoutError:
             raise UpstreamUnavailable(
                 self.name, f"connect to {self.host}:{self.port} timed out"
@@ -77,8 +77,8 @@ class UpstreamPool:
             raise UpstreamUnavailable(
                 self.name, f"connect to {self.host}:{self.port} failed: {reason}"
             ) from None
-        proto.reused = False
-        return proto
+        conn.reused = False
+        return conn
 
     def release(self, conn: UpstreamConnection, reusable: bool) -> None:
         t = conn.transport

@@ -46,7 +46,7 @@ class _Stop(Exception):
     Control flow caught within this module: not in ``proxy.errors``' tree."""
 
 
-class UpstreamConnection(asyncio.Protocol):
+class UpstreamConnection:  # an asyncio protocol (no base: see ``proxy.http.native``)
     """One connection to a release. What the release sends is checked as strictly as what a
     client sends: llhttp's strict parse (no bare CR/LF, no NUL, one Content-Length, not both
     Content-Length and Transfer-Encoding), a bounded head, ``chunked`` as the only transfer

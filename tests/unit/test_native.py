@@ -1,0 +1,61 @@
+"""The compiled data plane (proxy/http/native.py): the modules the tests import are the build
+asked for, every one of them, and ``SWITCHBACK_PURE_PYTHON`` gives the sources."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.machinery
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from proxy.http import native
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+EXTENSIONS = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+
+
+def _compiled_on_disk(module: str) -> bool:
+    stem = ROOT.joinpath(*module.split("."))
+    return any(stem.with_name(stem.name + s).exists() for s in EXTENSIONS)
+
+
+def test_every_module_named_has_its_source() -> None:
+    for module in native.MODULES:
+        assert ROOT.joinpath(*module.split(".")).with_suffix(".py").is_file(), module
+
+
+def test_the_modules_imported_are_the_build_on_disk() -> None:
+    pure = bool(os.environ.get("SWITCHBACK_PURE_PYTHON"))
+    on_disk = {_compiled_on_disk(m) for m in native.MODULES}
+    assert len(on_disk) == 1, "some modules are compiled and others not: run make native"
+    compiled = on_disk.pop() and not pure
+    for module in native.MODULES:
+        path = importlib.import_module(module).__file__ or ""
+        assert path.endswith(EXTENSIONS if compiled else ".py"), (module, path)
+    assert native.compiled() is compiled
+
+
+@pytest.mark.skipif(
+    not _compiled_on_disk(native.MODULES[0]), reason="no compiled data plane on this machine"
+)
+def test_pure_python_imports_the_sources_beside_the_extensions() -> None:
+    code = (
+        "import importlib, json, sys\n"
+        "from proxy.http import native\n"
+        "files = [importlib.import_module(m).__file__ for m in native.MODULES]\n"
+        "import json as other\n"  # a module outside the package is found as ever
+        "print(json.dumps([files, native.compiled(), other.__file__]))\n"
+    )
+    env = {**os.environ, "SWITCHBACK_PURE_PYTHON": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, check=True
+    )
+    files, compiled, other = json.loads(out.stdout)
+    assert all(f.endswith(".py") for f in files), files
+    assert compiled is False
+    assert other.endswith("json/__init__.py")
