@@ -38,6 +38,7 @@ from operator import itemgetter
 from typing import Any, Generic, NamedTuple, TypeVar, cast
 
 import orjson
+from mypy_extensions import mypyc_attr
 
 T = TypeVar("T")
 
@@ -219,6 +220,8 @@ def _with_encoding(
     return out
 
 
+# Compiled with the data plane (``proxy.http.native``), and subclassed by steps that may not be.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Step:
     """A feature on the request path. Override only the hooks you need."""
 
@@ -263,18 +266,25 @@ class Pipeline:
         # A hook that one step alone has is that step's method itself: the data plane calls
         # it without the loop (one frame less per hook and request). ``response_body`` keeps
         # its loop, which also rewrites the framing headers.
-        for hook in ("request", "request_body", "response_head", "respond", "done"):
-            if len(table[hook]) == 1:
-                setattr(self, hook, table[hook][0])
+        one: dict[str, Any] = {h: t[0] for h, t in table.items() if len(t) == 1}
+        self.request: Callable[[Exchange], Reply | None] = one.get("request", self._request)
+        self.request_body: Callable[[Exchange, bytes], Reply | None] = one.get(
+            "request_body", self._request_body
+        )
+        self.response_head: Callable[[Exchange], None] = one.get(
+            "response_head", self._response_head
+        )
+        self.respond: Callable[[Exchange], None] = one.get("respond", self._respond)
+        self.done: Callable[[Exchange], None] = one.get("done", self._done)
 
-    def request(self, ex: Exchange) -> Reply | None:
+    def _request(self, ex: Exchange) -> Reply | None:
         for hook in self.request_hooks:
             reply = hook(ex)
             if reply is not None:
                 return cast(Reply, reply)
         return None
 
-    def request_body(self, ex: Exchange, body: bytes) -> Reply | None:
+    def _request_body(self, ex: Exchange, body: bytes) -> Reply | None:
         """The first ``Reply`` a hook returns (later hooks do not run); the data plane answers
         with it only when the body was held (``hold_request_body``)."""
         for hook in self.request_body_hooks:
@@ -283,7 +293,7 @@ class Pipeline:
                 return cast(Reply, reply)
         return None
 
-    def response_head(self, ex: Exchange) -> None:
+    def _response_head(self, ex: Exchange) -> None:
         for hook in self.response_head_hooks:
             hook(ex)
 
@@ -299,10 +309,10 @@ class Pipeline:
                 ex.response_headers = _with_encoding(ex.response_headers, rewrite.content_encoding)
         return rewrite
 
-    def respond(self, ex: Exchange) -> None:
+    def _respond(self, ex: Exchange) -> None:
         for hook in self.respond_hooks:
             hook(ex)
 
-    def done(self, ex: Exchange) -> None:
+    def _done(self, ex: Exchange) -> None:
         for hook in self.done_hooks:
             hook(ex)

@@ -38,12 +38,14 @@ def _source(module: str) -> Path:
 
 
 def extensions() -> list[Path]:
-    """The compiled files present: one per module, and the shared library."""
-    found = []
-    for module in (*MODULES, GROUP + "__mypyc"):
-        stem = ROOT.joinpath(*module.split("."))
-        found += [p for s in SUFFIXES if (p := stem.with_name(stem.name + s)).exists()]
-    return found
+    """The compiled files in the package: one per module of a build, and the shared library."""
+    return [p for p in (ROOT / "proxy").rglob("*") if p.name.endswith(SUFFIXES)]
+
+
+def expected() -> set[Path]:
+    """The compiled files a build makes (the suffix of this Python)."""
+    names = (*MODULES, GROUP + "__mypyc")
+    return {ROOT.joinpath(*m.split(".")).with_name(m.split(".")[-1] + SUFFIXES[0]) for m in names}
 
 
 def compiler() -> str | None:
@@ -111,7 +113,7 @@ def check() -> int:
     built = extensions()
     if not built:
         return 0
-    if len(built) != len(MODULES) + 1:
+    if set(built) != expected():
         print(f"native: {len(built)} compiled files for {len(MODULES)} modules: run make native")
         return 1
     oldest = min(p.stat().st_mtime for p in built)

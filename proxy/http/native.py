@@ -24,8 +24,14 @@ from collections.abc import Callable
 from typing import cast
 
 # Compiled together, in one shared library (``proxy/http/_native__mypyc*``): the path of a
-# proxied request from the client's bytes to the release's and back, with the client's
-# identification and the counters and windows it updates.
+# proxied request from the client's bytes to the release's and back, the pipeline and the
+# steps every request runs, the deprecation rules, the counters and ledger batch a request
+# updates, and the access log's step. Not compiled: the modules that define msgspec Structs,
+# which lose their class options in a compiled module (``frozen``, ``kw_only``, ``array_like``;
+# ``msgspec.field`` defaults are refused): ``proxy.http.context``, ``proxy.core.window``,
+# ``proxy.core.routing``, ``proxy.core.typedscan``; ``proxy.logs.sink`` (its writer thread's
+# attribute ``_thread`` becomes a C name that clashes with ``__thread``); and everything off
+# the request path.
 MODULES = (
     "proxy.http.http1",
     "proxy.http.response",
@@ -36,12 +42,22 @@ MODULES = (
     "proxy.http.connection",
     "proxy.http.pool",
     "proxy.http.upstream",
-    "proxy.http.context",
     "proxy.http.refusals",
     "proxy.http.failures",
     "proxy.traffic.clients",
-    "proxy.core.window",
     "proxy.metric_tables",
+    "proxy.pipeline",
+    "proxy.deprecation.step",
+    "proxy.core.deprecation_headers",
+    "proxy.deprecation.ledger_memory",
+    "proxy.core.labels",
+    "proxy.traffic.steps",
+    "proxy.journal.step",
+    "proxy.deprecation.telemetry",
+    "proxy.core.rules",
+    "proxy.core.bodyinspect",
+    "proxy.deprecation.ledger",
+    "proxy.logs.access",
 )
 GROUP = "proxy.http._native"  # the name of the shared library's module
 

@@ -3,6 +3,7 @@ asked for, every one of them, and ``SWITCHBACK_PURE_PYTHON`` gives the sources."
 
 from __future__ import annotations
 
+import ast
 import importlib
 import importlib.machinery
 import json
@@ -27,6 +28,18 @@ def _compiled_on_disk(module: str) -> bool:
 def test_every_module_named_has_its_source() -> None:
     for module in native.MODULES:
         assert ROOT.joinpath(*module.split(".")).with_suffix(".py").is_file(), module
+
+
+def test_no_compiled_module_defines_a_msgspec_struct() -> None:
+    """A Struct's class options (``frozen``, ``kw_only``, ``array_like``) are lost when its
+    module is compiled: a frozen config would become mutable."""
+    for module in native.MODULES:
+        source = ROOT.joinpath(*module.split(".")).with_suffix(".py").read_text()
+        tree = ast.parse(source)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef):
+                bases = {ast.unparse(b) for b in node.bases}
+                assert not bases & {"msgspec.Struct", "Struct"}, (module, node.name)
 
 
 def test_the_modules_imported_are_the_build_on_disk() -> None:
