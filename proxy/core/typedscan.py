@@ -78,13 +78,11 @@ from proxy.core.bytesearch import UNICODE_ESCAPE, has_escape
 from proxy.core.fieldscan import FieldScanner
 from proxy.core.jsonpaths import ANY, EACH, KEY, JsonPath, Step, path_of
 
-
-class _AnyObject(msgspec.Struct, gc=False):
-    """An object where the paths need none: every key skipped in C."""
-
-
-class _AnyArray(msgspec.Struct, array_like=True, gc=False):
-    """An array where the paths need none: every element skipped in C."""
+# An object where the paths need none: every key skipped in C; and such an array. Made by
+# ``defstruct``, as the generated types are: a class statement would lose its options when
+# this module is compiled (``proxy.http.native``).
+_AnyObject = msgspec.defstruct("_AnyObject", [], gc=False)
+_AnyArray = msgspec.defstruct("_AnyArray", [], array_like=True, gc=False)
 
 
 # A value of any scalar kind, so a scalar where a path needs a container is "not there".

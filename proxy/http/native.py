@@ -25,13 +25,13 @@ from typing import cast
 
 # Compiled together, in one shared library (``proxy/http/_native__mypyc*``): the path of a
 # proxied request from the client's bytes to the release's and back, the pipeline and the
-# steps every request runs, the deprecation rules, the counters and ledger batch a request
-# updates, and the access log's step. Not compiled: the modules that define msgspec Structs,
-# which lose their class options in a compiled module (``frozen``, ``kw_only``, ``array_like``;
-# ``msgspec.field`` defaults are refused): ``proxy.http.context``, ``proxy.core.window``,
-# ``proxy.core.routing``, ``proxy.core.typedscan``; ``proxy.logs.sink`` (its writer thread's
-# attribute ``_thread`` becomes a C name that clashes with ``__thread``); and everything off
-# the request path.
+# steps every request runs, the deprecation rules and the inspection of bodies, the counters
+# and ledger batch a request updates, and the access log's step. Not compiled: the modules
+# whose class statements define msgspec Structs, since a compiled module loses a Struct's class
+# options (``frozen``, ``kw_only``, ``array_like``) and refuses ``msgspec.field`` defaults
+# (``msgspec.defstruct`` keeps them): ``proxy.http.context``, ``proxy.core.window``,
+# ``proxy.core.routing``; and everything off the request path, the access log's writer thread
+# included (compiled, it cost no less per line).
 MODULES = (
     "proxy.http.http1",
     "proxy.http.response",
@@ -55,6 +55,7 @@ MODULES = (
     "proxy.journal.step",
     "proxy.deprecation.telemetry",
     "proxy.core.rules",
+    "proxy.core.typedscan",
     "proxy.core.bodyinspect",
     "proxy.deprecation.ledger",
     "proxy.logs.access",
