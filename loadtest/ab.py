@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         running: dict[str, tuple[int, str]] = {}
         for name, checkout in fronts.items():
             listen, admin = free_port(), free_port()
+            (work / name).mkdir()  # the front's state, and its access log (plain-logged)
             text = configs.switchback_conf(work / name, args.variant, listen, admin, ports)
             if name in pools:
                 text += f"upstream:\n  pool_size: {int(pools[name])}\n"
