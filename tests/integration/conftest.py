@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
@@ -165,6 +166,29 @@ async def raw_exchange(
         return await asyncio.wait_for(read_response(reader), timeout)
     finally:
         writer.close()
+
+
+async def json_refusal(
+    port: int, *parts: bytes
+) -> tuple[int, list[tuple[str, str]], dict[str, Any]]:
+    """Send ``parts`` one write each (ignoring a reset once the proxy has answered) and read
+    the answer: a JSON error, after which the connection must be closed."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        try:
+            for part in parts:
+                writer.write(part)
+                await writer.drain()
+        except ConnectionError:
+            pass  # the proxy answered and closed while we were still sending
+        status, headers, body = await asyncio.wait_for(read_response(reader), 10)
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # closed after the answer
+    finally:
+        writer.close()
+    assert b"Traceback" not in body
+    assert header_values(headers, "Content-Type") == ["application/json"]
+    assert header_values(headers, "Connection") == ["close"]
+    return status, headers, orjson.loads(body)
 
 
 async def read_response(reader: asyncio.StreamReader) -> tuple[int, list[tuple[str, str]], bytes]:

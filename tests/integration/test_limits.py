@@ -23,6 +23,7 @@ from tests.integration.conftest import (
     Releases,
     StartProxy,
     header_values,
+    json_refusal,
     read_response,
     sample,
 )
@@ -36,25 +37,10 @@ TOO_LARGE = "request_header_fields_too_large"
 async def refused(
     proxy: Proxy | ProxyProcess, data: bytes, trickle: int = 0
 ) -> tuple[int, list[tuple[str, str]], dict[str, Any]]:
-    """Send ``data`` (in pieces of ``trickle`` bytes if given, ignoring a reset once the
-    proxy has answered) and read the answer; the connection must be closed after it."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
-    try:
-        step = trickle or len(data)
-        try:
-            for i in range(0, len(data), step):
-                writer.write(data[i : i + step])
-                await writer.drain()
-        except ConnectionError:
-            pass  # the proxy answered and closed while we were still sending
-        status, headers, body = await asyncio.wait_for(read_response(reader), 10)
-        assert await asyncio.wait_for(reader.read(), 10) == b""  # closed after the answer
-    finally:
-        writer.close()
-    assert b"Traceback" not in body
-    assert header_values(headers, "Content-Type") == ["application/json"]
-    assert header_values(headers, "Connection") == ["close"]
-    return status, headers, orjson.loads(body)
+    """Send ``data`` (in pieces of ``trickle`` bytes if given) and read the JSON error."""
+    step = trickle or len(data)
+    parts = [data[i : i + step] for i in range(0, len(data), step)]
+    return await json_refusal(proxy.port, *parts)
 
 
 async def serves(proxy: Proxy | ProxyProcess) -> None:

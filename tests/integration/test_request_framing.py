@@ -10,15 +10,13 @@ import asyncio
 import gzip
 from typing import Any
 
-import orjson
 import pytest
 
 from tests.integration.conftest import (
     Proxy,
-    ProxyProcess,
     Releases,
     StartProxy,
-    header_values,
+    json_refusal,
     read_response,
     sample,
 )
@@ -31,28 +29,6 @@ CHUNKED_POST = b"POST /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r
 
 async def echoing(switchback: StartProxy, recording: RecordingRelease, **extra: Any) -> Proxy:
     return await switchback({"releases": {"blue": {"url": recording.url}}, **extra})
-
-
-async def refused(
-    proxy: Proxy | ProxyProcess, *parts: bytes
-) -> tuple[int, list[tuple[str, str]], dict[str, Any]]:
-    """Send ``parts`` one write each (ignoring a reset once the proxy has answered) and read
-    the answer: a JSON error, after which the connection is closed."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
-    try:
-        try:
-            for part in parts:
-                writer.write(part)
-                await writer.drain()
-        except ConnectionError:
-            pass  # the proxy answered and closed while we were still sending
-        status, headers, body = await asyncio.wait_for(read_response(reader), 10)
-        assert await asyncio.wait_for(reader.read(), 10) == b""  # closed after the answer
-    finally:
-        writer.close()
-    assert header_values(headers, "Content-Type") == ["application/json"]
-    assert header_values(headers, "Connection") == ["close"]
-    return status, headers, orjson.loads(body)
 
 
 async def answered(proxy: Proxy, data: bytes) -> tuple[int, bytes]:
@@ -77,7 +53,7 @@ async def test_an_endless_trailer_field_is_cut_with_bounded_memory(
     proxy = await switchback_process()
     before = proxy.peak_rss()
     start = CHUNKED_POST + b"5\r\nhello\r\n0\r\nX-Endless: "
-    status, _, payload = await refused(proxy, start, *[b"a" * (256 * 1024)] * 256)
+    status, _, payload = await json_refusal(proxy.port, start, *[b"a" * (256 * 1024)] * 256)
     assert (status, payload["error"]) == (431, TOO_LARGE)
     assert proxy.peak_rss() - before < 16 * 1024 * 1024
 
@@ -88,7 +64,7 @@ async def test_an_endless_chunk_extension_is_cut(
     """8 MB of chunk extension before a 1-byte chunk: no body byte, bounded as a head."""
     proxy = await echoing(switchback, recording)
     parts = [CHUNKED_POST + b"1;e=", *[b"a" * 65536] * 128, b"\r\nx\r\n0\r\n\r\n"]
-    status, _, payload = await refused(proxy, *parts)
+    status, _, payload = await json_refusal(proxy.port, *parts)
     assert (status, payload["error"]) == (431, TOO_LARGE)
     assert recording.received == []  # cut off: never a complete request
     assert sample(await proxy.metrics(), REJECTED, reason="head_size") == 1
@@ -101,7 +77,7 @@ async def test_too_many_trailer_fields_are_refused(
     proxy = await echoing(switchback, recording)
     trailers = b"".join(b"t%d: v\r\n" % i for i in range(5000))
     data = CHUNKED_POST + b"1\r\nx\r\n0\r\n" + trailers + b"\r\n"
-    status, _, payload = await refused(proxy, data)
+    status, _, payload = await json_refusal(proxy.port, data)
     assert (status, payload["error"]) == (431, TOO_LARGE)
     assert recording.received == []
     assert sample(await proxy.metrics(), REJECTED, reason="header_count") == 1
@@ -159,7 +135,7 @@ async def test_an_upgrade_request_with_a_body_is_refused(
     would take the body for the upgraded protocol's bytes, and they would become a request
     of their own. Refused before anything reaches a release."""
     proxy = await echoing(switchback, recording)
-    status, _, payload = await refused(proxy, data)
+    status, _, payload = await json_refusal(proxy.port, data)
     assert (status, payload["error"]) == (400, "bad_request")
     assert "upgrade" in payload["detail"]
     assert recording.received == []
@@ -177,7 +153,9 @@ async def test_a_transfer_coding_other_than_chunked_is_refused_501(
     proxy = await echoing(switchback, recording)
     coded = gzip.compress(b'{"order": 1}')
     data = b"POST /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
-    status, _, payload = await refused(proxy, data + b"%x\r\n%s\r\n0\r\n\r\n" % (len(coded), coded))
+    status, _, payload = await json_refusal(
+        proxy.port, data + b"%x\r\n%s\r\n0\r\n\r\n" % (len(coded), coded)
+    )
     assert (status, payload["error"]) == (501, "not_implemented")
     assert recording.received == []
     assert sample(await proxy.metrics(), REJECTED, reason="transfer_coding") == 1
@@ -201,7 +179,7 @@ async def test_a_request_without_exactly_one_host_is_refused(
     """RFC 9112 section 3.2: an HTTP/1.1 request with no Host field, or any request with more
     than one, is answered 400."""
     proxy = await echoing(switchback, recording)
-    status, _, payload = await refused(proxy, data)
+    status, _, payload = await json_refusal(proxy.port, data)
     assert (status, payload["error"]) == (400, "bad_request")
     assert recording.received == []
 
