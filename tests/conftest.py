@@ -18,15 +18,9 @@ def pytest_configure(config: pytest.Config) -> None:
     refused (``make native`` builds it again; proxy/http/native.py)."""
     if os.environ.get("SWITCHBACK_PURE_PYTHON"):
         return
-    import importlib.util
-    from pathlib import Path
+    from tools import native
 
-    path = Path(__file__).resolve().parent.parent / "tools" / "native.py"
-    spec = importlib.util.spec_from_file_location("switchback_native_tool", path)
-    assert spec is not None and spec.loader is not None
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    if tool.check() != 0:
+    if native.check() != 0:
         pytest.exit("the compiled data plane does not match the sources", returncode=4)
 
 

@@ -7,10 +7,10 @@
 The extensions sit beside their sources, and Python imports them instead. ``build`` needs a C
 compiler and Python's headers; without them it says so, removes any extension left from an
 earlier build and leaves the sources in use (or fails, with ``SWITCHBACK_REQUIRE_NATIVE=1``,
-as in CI). mypyc compiles against the types of every module
-the compiled ones import, so a change to any source of the package calls for a new build: make
-rebuilds when one is newer than the last build, and ``check`` (which the test suite runs first)
-refuses a build that is older than a source.
+as in CI). mypyc compiles against the types of every module the compiled ones import, so a
+change to any source of the package calls for a new build: make rebuilds when one is newer
+than the last build, and ``check`` (which the test suite runs first) refuses a build that is
+older than a source.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)
 BUILD_TEMP = ROOT / "build" / "native"
 
 
-def _source(module: str) -> Path:
+def source(module: str) -> Path:
     return ROOT.joinpath(*module.split(".")).with_suffix(".py")
 
 
@@ -67,22 +67,21 @@ def clean() -> int:
 
 
 def build() -> int:
+    clean()
     missing = compiler()
     if missing is not None:
-        clean()
         if os.environ.get("SWITCHBACK_REQUIRE_NATIVE"):  # CI: the compiled build must be tested
             print(f"native: {missing}, and SWITCHBACK_REQUIRE_NATIVE is set")
             return 1
         print(f"native: {missing}: the data plane runs as Python (the same code, slower)")
         return 0
-    clean()
     started = time.monotonic()
     # mypyc runs setuptools' build_ext; a child process keeps its state and output apart.
     code = (
         "import sys\n"
         "from setuptools import Distribution\n"
         "from mypyc.build import mypycify\n"
-        f"ext = mypycify({[str(_source(m).relative_to(ROOT)) for m in MODULES]!r},"
+        f"ext = mypycify({[str(source(m).relative_to(ROOT)) for m in MODULES]!r},"
         f" group_name={GROUP!r}, opt_level='3')\n"
         "dist = Distribution({'name': 'switchback-native', 'ext_modules': ext})\n"
         "cmd = dist.get_command_obj('build_ext')\n"

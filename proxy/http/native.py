@@ -19,7 +19,6 @@ What the compiled classes need:
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Callable
 from typing import cast
 
@@ -66,10 +65,3 @@ GROUP = "proxy.http._native"  # the name of the shared library's module
 def factory(make: Callable[[], object]) -> Callable[[], asyncio.BaseProtocol]:
     """``make`` as the protocol factory asyncio's types expect (see the module's text)."""
     return cast("Callable[[], asyncio.BaseProtocol]", make)
-
-
-def compiled() -> bool:
-    """Whether the data plane runs compiled (its modules were imported from extensions)."""
-    module = sys.modules.get("proxy.http.connection")
-    path = getattr(module, "__file__", None) or ""
-    return not path.endswith(".py")

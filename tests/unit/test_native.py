@@ -5,37 +5,29 @@ from __future__ import annotations
 
 import ast
 import importlib
-import importlib.machinery
 import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from proxy.http import native
+from tools.native import ROOT, SUFFIXES, expected, source
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-EXTENSIONS = tuple(importlib.machinery.EXTENSION_SUFFIXES)
-
-
-def _compiled_on_disk(module: str) -> bool:
-    stem = ROOT.joinpath(*module.split("."))
-    return any(stem.with_name(stem.name + s).exists() for s in EXTENSIONS)
+BUILT = {path.exists() for path in expected()}  # {False}, {True}, or a partial build
 
 
 def test_every_module_named_has_its_source() -> None:
     for module in native.MODULES:
-        assert ROOT.joinpath(*module.split(".")).with_suffix(".py").is_file(), module
+        assert source(module).is_file(), module
 
 
 def test_no_compiled_module_defines_a_msgspec_struct() -> None:
     """A Struct's class options (``frozen``, ``kw_only``, ``array_like``) are lost when its
     module is compiled: a frozen config would become mutable."""
     for module in native.MODULES:
-        source = ROOT.joinpath(*module.split(".")).with_suffix(".py").read_text()
-        tree = ast.parse(source)
+        tree = ast.parse(source(module).read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.ClassDef):
                 bases = {ast.unparse(b) for b in node.bases}
@@ -44,31 +36,26 @@ def test_no_compiled_module_defines_a_msgspec_struct() -> None:
 
 def test_the_modules_imported_are_the_build_on_disk() -> None:
     pure = bool(os.environ.get("SWITCHBACK_PURE_PYTHON"))
-    on_disk = {_compiled_on_disk(m) for m in native.MODULES}
-    assert len(on_disk) == 1, "some modules are compiled and others not: run make native"
-    compiled = on_disk.pop() and not pure
+    assert len(BUILT) == 1, "some modules are compiled and others not: run make native"
+    compiled = BUILT == {True} and not pure
     for module in native.MODULES:
         path = importlib.import_module(module).__file__ or ""
-        assert path.endswith(EXTENSIONS if compiled else ".py"), (module, path)
-    assert native.compiled() is compiled
+        assert path.endswith(SUFFIXES if compiled else ".py"), (module, path)
 
 
-@pytest.mark.skipif(
-    not _compiled_on_disk(native.MODULES[0]), reason="no compiled data plane on this machine"
-)
+@pytest.mark.skipif(BUILT != {True}, reason="no compiled data plane on this machine")
 def test_pure_python_imports_the_sources_beside_the_extensions() -> None:
     code = (
         "import importlib, json, sys\n"
         "from proxy.http import native\n"
         "files = [importlib.import_module(m).__file__ for m in native.MODULES]\n"
         "import json as other\n"  # a module outside the package is found as ever
-        "print(json.dumps([files, native.compiled(), other.__file__]))\n"
+        "print(json.dumps([files, other.__file__]))\n"
     )
     env = {**os.environ, "SWITCHBACK_PURE_PYTHON": "1"}
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, check=True
     )
-    files, compiled, other = json.loads(out.stdout)
+    files, other = json.loads(out.stdout)
     assert all(f.endswith(".py") for f in files), files
-    assert compiled is False
     assert other.endswith("json/__init__.py")
