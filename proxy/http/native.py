@@ -25,12 +25,12 @@ from typing import cast
 # Compiled together, in one shared library (``proxy/http/_native__mypyc*``): the path of a
 # proxied request from the client's bytes to the release's and back, the pipeline and the
 # steps every request runs, the deprecation rules and the inspection of bodies, the counters
-# and ledger batch a request updates, and the access log's step. Not compiled: the modules
-# whose class statements define msgspec Structs, since a compiled module loses a Struct's class
-# options (``frozen``, ``kw_only``, ``array_like``) and refuses ``msgspec.field`` defaults
-# (``msgspec.defstruct`` keeps them): ``proxy.http.context``, ``proxy.core.window``,
-# ``proxy.core.routing``; and everything off the request path, the access log's writer thread
-# included (compiled, it cost no less per line).
+# and ledger batch a request updates, and the access log's step and its clock. Not compiled:
+# the modules whose class statements define msgspec Structs, since a compiled module loses a
+# Struct's class options (``frozen``, ``kw_only``, ``array_like``) and refuses
+# ``msgspec.field`` defaults (``msgspec.defstruct`` keeps them): ``proxy.http.context``,
+# ``proxy.core.window``, ``proxy.core.routing``, ``proxy.logs.lines``; and everything off the
+# request path, the access log's writer thread included.
 MODULES = (
     "proxy.http.http1",
     "proxy.http.response",
@@ -57,6 +57,7 @@ MODULES = (
     "proxy.core.typedscan",
     "proxy.core.bodyinspect",
     "proxy.deprecation.ledger",
+    "proxy.logs.times",
     "proxy.logs.access",
 )
 GROUP = "proxy.http._native"  # the name of the shared library's module

@@ -1,7 +1,9 @@
 """Records turned into log lines: text (a terminal), JSON lines or logfmt. Pure.
 
-A record is a tuple, as the request path or the ``logging`` handler left it (``ACCESS`` or
-``LOG`` first); the writer thread formats it, so the request path never builds text.
+A record is what the request path or the ``logging`` handler left: an ``AccessLine`` (the access
+log's step fills it in the form the JSON line shows), ``Encoded`` lines (a batch of access lines
+the step encoded itself, where the format can in one call: ``Format.access_lines``) or a ``LOG``
+tuple. The writer thread formats a batch of records at a time (``Format.lines``).
 Every line is one line: a request target is shown as printable ASCII with every other byte (and
 ``"``, ``\\``, space) as ``\\xNN``, and any other string that needs it is quoted JSON-style, so
 no CR, LF or quote from a client can start a line or a field of its own. Only the text format
@@ -11,29 +13,57 @@ lets a traceback run on over indented lines, as a terminal reader expects.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
+import msgspec
 import orjson
 
-ACCESS = 0
-LOG = 1
-# (ACCESS, wall time, peer, client, release, method, target, status, seconds, bytes in,
-#  bytes out, deprecation finding or None, outcome)
-# (LOG, wall time, level name, logger name, message, event or None, fields or None, traceback)
-Record = tuple[Any, ...]
+from proxy.logs.times import IsoTimes
 
-_SAFE = bytes(b for b in range(0x21, 0x7F) if b not in b'"\\')
+LOG = 1
+# (LOG, wall time, level name, logger name, message, event or None, fields or None, traceback)
+LogRecord = tuple[Any, ...]
+
+
+class AccessLine(msgspec.Struct, gc=False):
+    """One finished exchange, field for field the JSON line (its order, its names)."""
+
+    time: str  # ISO 8601, UTC, to the millisecond (``IsoTimes``)
+    type: str  # "access"
+    peer: str
+    client: str
+    release: str
+    method: str
+    target: str  # printable ASCII (``safe_target``)
+    status: int
+    duration_ms: float
+    bytes_in: int
+    bytes_out: int
+    deprecated: tuple[str, ...]  # the ids of the deprecated elements used or sent, first seen first
+    outcome: str
+
+
+class Encoded(NamedTuple):
+    """Access lines already in the log's format: ``lines`` of them, ``data`` their bytes."""
+
+    lines: int
+    data: bytes
+
+
+Record = AccessLine | Encoded | LogRecord
+
+SAFE = bytes(b for b in range(0x21, 0x7F) if b not in b'"\\')
 _PLAIN = re.compile(r"[^\s\"\\=\x00-\x1f\x7f\u2028\u2029]+")
 _RESERVED_JSON = frozenset({"time", "type", "level", "logger", "event", "msg", "exc"})
+_ENCODER = msgspec.json.Encoder()
 
 
 def safe_target(target: bytes) -> str:
     """``target`` as printable ASCII, losslessly: any other byte, ``"``, ``\\`` as ``\\xNN``."""
-    if not target.translate(None, _SAFE):
+    if not target.translate(None, SAFE):
         return target.decode("ascii")
-    return "".join(chr(b) if b in _SAFE else f"\\x{b:02x}" for b in target)
+    return "".join(chr(b) if b in SAFE else f"\\x{b:02x}" for b in target)
 
 
 def quote(value: str) -> str:
@@ -43,40 +73,17 @@ def quote(value: str) -> str:
     return orjson.dumps(value).decode()
 
 
-_second: list[Any] = [-1, ""]  # the last whole second formatted, and its text (one writer)
+_iso = IsoTimes()  # the writer thread's (``LOG`` records carry the time as a float)
 
 
-def _iso(t: float) -> str:
-    whole = int(t)
-    if whole != _second[0]:
-        _second[0], _second[1] = whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-    return f"{_second[1]}.{int((t - whole) * 1000):03d}Z"
-
-
-def deprecated_ids(found: Any) -> list[str]:
+def deprecated_ids(found: Any) -> tuple[str, ...]:
     """The ids of the deprecated elements an exchange used or was sent, first seen first."""
     if found is None:
-        return []
+        return ()
     seen: dict[str, None] = {}
     for rule in (*found.used, *found.exposed):
         seen[rule.id] = None
-    return list(seen)
-
-
-def _access_fields(r: Record) -> dict[str, Any]:
-    return {
-        "peer": r[2],
-        "client": r[3],
-        "release": r[4],
-        "method": r[5],
-        "target": safe_target(r[6]),
-        "status": r[7],
-        "duration_ms": round(r[8] * 1000.0, 3),
-        "bytes_in": r[9],
-        "bytes_out": r[10],
-        "deprecated": deprecated_ids(r[11]) if r[11] is not None else [],
-        "outcome": r[12],
-    }
+    return tuple(seen)
 
 
 def _value(v: Any) -> str:
@@ -99,28 +106,10 @@ def _pairs(fields: Iterable[tuple[str, Any]]) -> str:
 
 # -- JSON lines ---------------------------------------------------------------------------------
 def json_line(r: Record) -> bytes:
-    if r[0] == ACCESS:  # the access log's format in production: one dict, one call
-        target = r[6]
-        return orjson.dumps(
-            {
-                "time": _iso(r[1]),
-                "type": "access",
-                "peer": r[2],
-                "client": r[3],
-                "release": r[4],
-                "method": r[5],
-                "target": target.decode()
-                if not target.translate(None, _SAFE)
-                else safe_target(target),
-                "status": r[7],
-                "duration_ms": round(r[8] * 1000.0, 3),
-                "bytes_in": r[9],
-                "bytes_out": r[10],
-                "deprecated": deprecated_ids(r[11]) if r[11] is not None else [],
-                "outcome": r[12],
-            },
-            option=orjson.OPT_APPEND_NEWLINE,
-        )
+    if isinstance(r, AccessLine):
+        return _ENCODER.encode(r) + b"\n"
+    if isinstance(r, Encoded):
+        return r.data
     _, t, level, logger, msg, event, fields, exc = r
     out: dict[str, Any] = {"time": _iso(t), "type": "event" if event else "log"}
     out["level"] = level.lower()
@@ -136,15 +125,36 @@ def json_line(r: Record) -> bytes:
     return orjson.dumps(out, default=str) + b"\n"
 
 
+def json_lines(records: list[Record]) -> bytes:
+    """The lines of ``records``: each run of access lines in one call of the encoder."""
+    parts: list[bytes] = []
+    run: list[AccessLine] = []
+    for r in records:
+        if type(r) is AccessLine:
+            run.append(r)
+            continue
+        if run:
+            parts.append(_ENCODER.encode_lines(run))
+            run = []
+        parts.append(r.data if type(r) is Encoded else json_line(r))
+    if not parts:
+        return _ENCODER.encode_lines(run)
+    if run:
+        parts.append(_ENCODER.encode_lines(run))
+    return b"".join(parts)
+
+
 # -- logfmt -------------------------------------------------------------------------------------
 def logfmt_line(r: Record) -> bytes:
-    if r[0] == ACCESS:
-        deprecated = ",".join(deprecated_ids(r[11])) if r[11] is not None else ""
+    if isinstance(r, Encoded):
+        return r.data
+    if isinstance(r, AccessLine):
         return (
-            f"time={_iso(r[1])} type=access peer={quote(r[2])} client={quote(r[3])} "
-            f"release={quote(r[4])} method={r[5]} target={quote(safe_target(r[6]))} "
-            f"status={r[7]} duration_ms={round(r[8] * 1000.0, 3)} bytes_in={r[9]} "
-            f"bytes_out={r[10]} deprecated={quote(deprecated)} outcome={r[12]}\n"
+            f"time={r.time} type=access peer={quote(r.peer)} client={quote(r.client)} "
+            f"release={quote(r.release)} method={r.method} target={quote(r.target)} "
+            f"status={r.status} duration_ms={r.duration_ms} bytes_in={r.bytes_in} "
+            f"bytes_out={r.bytes_out} deprecated={quote(','.join(r.deprecated))} "
+            f"outcome={r.outcome}\n"
         ).encode()
     _, t, level, logger, msg, event, fields, exc = r
     pairs: list[tuple[str, Any]] = [
@@ -164,15 +174,15 @@ def logfmt_line(r: Record) -> bytes:
 
 # -- text: for a terminal -----------------------------------------------------------------------
 def text_line(r: Record) -> bytes:
-    if r[0] == ACCESS:
-        f = _access_fields(r)
-        deprecated = f" deprecated={','.join(f['deprecated'])}" if f["deprecated"] else ""
-        line = (
-            f"{_iso(r[1])} access {quote(f['peer'])} {quote(f['client'])} {f['release'] or '-'} "
-            f"{f['method']} {f['target']} {f['status']} {f['duration_ms']}ms "
-            f"in={f['bytes_in']} out={f['bytes_out']}{deprecated} {f['outcome']}\n"
-        )
-        return line.encode()
+    if isinstance(r, Encoded):
+        return r.data
+    if isinstance(r, AccessLine):
+        deprecated = f" deprecated={','.join(r.deprecated)}" if r.deprecated else ""
+        return (
+            f"{r.time} access {quote(r.peer)} {quote(r.client)} {r.release or '-'} "
+            f"{r.method} {r.target} {r.status} {r.duration_ms}ms "
+            f"in={r.bytes_in} out={r.bytes_out}{deprecated} {r.outcome}\n"
+        ).encode()
     _, t, level, logger, msg, event, fields, exc = r
     safe_msg = msg.replace("\r", "\\r").replace("\n", "\\n")
     line = f"{_iso(t)} {level} {logger}: {safe_msg}"
@@ -183,8 +193,21 @@ def text_line(r: Record) -> bytes:
     return (line + "\n").encode()
 
 
-FORMATTERS: dict[str, Callable[[Record], bytes]] = {
-    "text": text_line,
-    "json": json_line,
-    "logfmt": logfmt_line,
+class Format(NamedTuple):
+    """A format's line for one record, the lines of a batch (what the writer calls), and the
+    lines of a batch of access lines in one call where the format has such an encoder."""
+
+    line: Callable[[Record], bytes]
+    lines: Callable[[list[Record]], bytes]
+    access_lines: Callable[[list[AccessLine]], bytes] | None = None
+
+
+def _one_by_one(line: Callable[[Record], bytes]) -> Callable[[list[Record]], bytes]:
+    return lambda records: b"".join([line(r) for r in records])
+
+
+FORMATS: dict[str, Format] = {
+    "text": Format(text_line, _one_by_one(text_line)),
+    "json": Format(json_line, json_lines, _ENCODER.encode_lines),
+    "logfmt": Format(logfmt_line, _one_by_one(logfmt_line)),
 }

@@ -15,11 +15,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
 
 from proxy.errors import ConfigError
 from proxy.logs.handler import SinkHandler
-from proxy.logs.lines import FORMATTERS, Record
+from proxy.logs.lines import FORMATS, Format, Record
 from proxy.logs.metrics import LogMetrics
 from proxy.logs.refusals import RefusalLimiter
 from proxy.logs.sink import Sink, Tally
@@ -41,21 +40,21 @@ class LogOutput:
         self.tally = Tally()
         metrics.counts = lambda: (self.tally.written, self.tally.dropped, self.tally.failed)
         self.sink: Sink | None = None
-        self.handler = SinkHandler(self._put, logging.INFO)
+        self.handler = SinkHandler(self.route, logging.INFO)
         self.limiter = RefusalLimiter()
         self._logger: logging.Logger | None = None
         self._level_before = logging.NOTSET
         self.taken_over = False
 
-    def _put(self, record: Record) -> None:
+    def route(self, record: Record) -> None:
+        """``record`` to the current sink (the one a reload opened, once it did)."""
         sink = self.sink
         if sink is not None:
             sink.put(record)
 
     @property
-    def put(self) -> Callable[[Record], None]:
-        """The sink's own ``put`` (what the access step calls: no indirection)."""
-        return self.sink.put if self.sink is not None else self._put
+    def format(self) -> Format:
+        return FORMATS[self.config.format]
 
     # -- start-up and reload --
     def open(self, config: LoggingConfig) -> None:
@@ -70,7 +69,7 @@ class LogOutput:
         sink = self.sink
         if sink is not None and config.file == self.config.file and not _moved(config, sink):
             return None
-        fmt = FORMATTERS[config.format]
+        fmt = FORMATS[config.format]
         if config.file is None:
             return Sink(1, fmt, config.buffer, self.tally, close_fd=False)
         try:
@@ -94,7 +93,7 @@ class LogOutput:
             self.sink = pending
             if old is not None:  # what it still holds is written by its own thread, then it ends
                 threading.Thread(target=old.stop, name="switchback-log-retire", daemon=True).start()
-        sink.format_line = FORMATTERS[config.format]
+        sink.format = FORMATS[config.format]
         sink.capacity = config.buffer
         self.config = config
         level = level_of(config)

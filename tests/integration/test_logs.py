@@ -237,6 +237,34 @@ async def test_a_reload_switches_the_format_and_the_file(
     assert not any("/unlogged" in line for line in lines_of(second))
 
 
+async def test_lines_the_access_step_gathered_are_written_by_a_reload_and_by_a_stop(
+    switchback: StartProxy, tmp_path: Path
+) -> None:
+    first, second = tmp_path / "first.log", tmp_path / "second.log"
+    proxy = await switchback(log_config(first, "json"))
+    step = proxy.runtime.access_log
+    assert step is not None
+    step.interval = 3600.0  # no timer hands the lines over during the test: the reload must
+    await get(proxy, "/gathered")
+    assert step.lines and not any("/gathered" in line for line in lines_of(first))
+    cfg = yaml.safe_load(proxy.config_path.read_text())
+    cfg["logging"] = {"format": "json", "file": str(second)}
+    proxy.config_path.write_text(yaml.safe_dump(cfg))
+    assert (await proxy.admin_call("POST", "/reload"))[0] == 200
+    await records(second, "json", access("/gathered"))  # to the sink the reload opened
+    step = proxy.runtime.access_log
+    assert step is not None
+    step.interval = 3600.0
+    await get(proxy, "/last")
+    assert step.lines
+    await proxy.runtime.stop()
+    assert [r["target"] for r in parse_all(second) if r.get("type") == "access"][-1] == "/last"
+
+
+def parse_all(path: Path) -> list[dict[str, Any]]:
+    return [parse("json", line) for line in lines_of(path)]
+
+
 async def test_a_log_file_that_cannot_be_opened_is_refused_by_name(
     switchback: StartProxy, tmp_path: Path
 ) -> None:
