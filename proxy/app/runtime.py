@@ -40,7 +40,6 @@ from proxy.http.listener import Listener
 from proxy.http.pool import Pools, UpstreamPool
 from proxy.http.tunnel import TunnelRegistry
 from proxy.http.whole import WholeSender
-from proxy.logs.access import AccessLog
 from proxy.logs.output import LogOutput
 from proxy.pipeline import Pipeline, Step
 from proxy.schema import Config
@@ -78,7 +77,6 @@ class Runtime:
         sender = WholeSender(lambda: self.upstream, lambda: self.settings.trust_forwarded)
         self.shadower = Shadower(config, sender, self.metrics.shadow, self.loop, time.time)
         self.pipeline = Pipeline(())
-        self.access_log: AccessLog | None = None
         self.listener = Listener(self)
         self.admin_runner: web.AppRunner | None = None
         self.admin_port = 0
@@ -131,22 +129,9 @@ class Runtime:
             EnforceStep(self.telemetry) if enforces(self.config) else None,
             journal_side.step(self.config, self.journal, lambda: self.control.traffic),
             RecordExchange(self.metrics.traffic, self.windows, self.loop),
-            self._access_log(),
+            self.logs.access_step(self.loop, FOUND),
         ]
         return Pipeline([step for step in steps if step is not None])
-
-    def _access_log(self) -> AccessLog | None:
-        """The access log's step (a new one for each pipeline: what the old one gathered goes
-        to the log first)."""
-        if self.access_log is not None:
-            self.access_log.flush()
-        self.access_log = None
-        if self.config.logging.access:
-            encode = self.logs.format.access_lines
-            self.access_log = AccessLog(
-                self.logs.route, self.loop.time, FOUND, encode, self.loop.call_later
-            )
-        return self.access_log
 
     def _make_pool(self, name: str) -> UpstreamPool:
         url = urlsplit(self.config.releases[name].url)
@@ -244,8 +229,6 @@ class Runtime:
         await self.journal.close()
         if self.admin_runner is not None:
             await self.admin_runner.cleanup()
-        if self.access_log is not None:
-            self.access_log.flush()
         self.logs.stop()
 
     async def _ticker(self) -> None:

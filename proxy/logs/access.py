@@ -7,9 +7,9 @@ about 0.1 µs a line), the step gathers them on the event loop and hands the sin
 (``INTERVAL``) after the first line of a batch. So the lines do not cross to the writer
 thread as objects, whose memory would then travel between the two threads' cores. In another
 format the sink gets each ``AccessLine``, and its writer thread formats it. ``flush`` hands over
-what waits (the runtime calls it when the pipeline is replaced and before the log stops). The
-deprecation finding is taken from the slot the runtime names (the deprecation step's
-``FOUND``), so this step imports no feature.
+what waits: ``LogOutput.access_step`` calls it when the pipeline is replaced, and
+``LogOutput.close`` before the log stops. The deprecation finding is taken from the slot the
+runtime names (the deprecation step's ``FOUND``), so this step imports no feature.
 """
 
 from __future__ import annotations

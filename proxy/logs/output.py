@@ -11,17 +11,21 @@ format; embedded (tests), it is added to the ``switchback`` logger and leaves th
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
 import time
+from typing import Any
 
 from proxy.errors import ConfigError
+from proxy.logs.access import AccessLog
 from proxy.logs.handler import SinkHandler
 from proxy.logs.lines import FORMATS, Format, Record
 from proxy.logs.metrics import LogMetrics
 from proxy.logs.refusals import RefusalLimiter
 from proxy.logs.sink import Sink, Tally
+from proxy.pipeline import Slot
 from proxy.schema import LoggingConfig
 
 LEVEL_ENV = "SWITCHBACK_LOG_LEVEL"
@@ -45,6 +49,7 @@ class LogOutput:
         self._logger: logging.Logger | None = None
         self._level_before = logging.NOTSET
         self.taken_over = False
+        self.access: AccessLog | None = None  # the current pipeline's access step
 
     def route(self, record: Record) -> None:
         """``record`` to the current sink (the one a reload opened, once it did)."""
@@ -55,6 +60,19 @@ class LogOutput:
     @property
     def format(self) -> Format:
         return FORMATS[self.config.format]
+
+    def access_step(
+        self, loop: asyncio.AbstractEventLoop, found: Slot[Any] | None
+    ) -> AccessLog | None:
+        """The access log's step for a new pipeline (None with ``logging.access`` off); what
+        the step before it gathered goes to the log first."""
+        if self.access is not None:
+            self.access.flush()
+        self.access = None
+        if self.config.access:
+            fmt = self.format
+            self.access = AccessLog(self.route, loop.time, found, fmt.access_lines, loop.call_later)
+        return self.access
 
     # -- start-up and reload --
     def open(self, config: LoggingConfig) -> None:
@@ -131,6 +149,8 @@ class LogOutput:
             self.close()
 
     def close(self) -> None:
+        if self.access is not None:
+            self.access.flush()
         self._detach()
         sink, self.sink = self.sink, None
         if sink is not None:

@@ -242,7 +242,7 @@ async def test_lines_the_access_step_gathered_are_written_by_a_reload_and_by_a_s
 ) -> None:
     first, second = tmp_path / "first.log", tmp_path / "second.log"
     proxy = await switchback(log_config(first, "json"))
-    step = proxy.runtime.access_log
+    step = proxy.runtime.logs.access
     assert step is not None
     step.interval = 3600.0  # no timer hands the lines over during the test: the reload must
     await get(proxy, "/gathered")
@@ -252,7 +252,7 @@ async def test_lines_the_access_step_gathered_are_written_by_a_reload_and_by_a_s
     proxy.config_path.write_text(yaml.safe_dump(cfg))
     assert (await proxy.admin_call("POST", "/reload"))[0] == 200
     await records(second, "json", access("/gathered"))  # to the sink the reload opened
-    step = proxy.runtime.access_log
+    step = proxy.runtime.logs.access
     assert step is not None
     step.interval = 3600.0
     await get(proxy, "/last")
