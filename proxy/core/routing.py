@@ -17,9 +17,19 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Mapping
 
-import msgspec
+from proxy.core.traffic_state import TrafficState
+
+__all__ = [
+    "BUCKETS",
+    "TrafficState",
+    "bucket_of",
+    "candidate_buckets",
+    "failover_target",
+    "other_release",
+    "route",
+    "weight_to_buckets",
+]
 
 BUCKETS = 10_000
 
@@ -32,34 +42,14 @@ def bucket_of(client_id: str) -> int:
     return int.from_bytes(digest, "big") % BUCKETS
 
 
-@functools.lru_cache(maxsize=1024)
 def weight_to_buckets(weight: float) -> int:
-    """Percent (0-100, two decimals) to a number of buckets (0-10000); memoized, since every
-    request asks it of the weight in force."""
+    """Percent (0-100, two decimals) to a number of buckets (0-10000)."""
     return max(0, min(BUCKETS, round(weight * 100)))
 
 
-class TrafficState(msgspec.Struct, frozen=True, kw_only=True):
-    """The traffic split in force. Replaced whole on every change, never edited in place."""
-
-    stable: str
-    candidate: str
-    weights: dict[str, float]  # release -> percent, sums to 100
-    override_header: str | None = None  # lower-case header name, or None when disabled
-    pins: dict[str, str] = msgspec.field(default_factory=dict)  # client id -> release
-    # A release taken out of production by a rollback: no client reaches it, not even through
-    # a pin or the override header, until weights, a rollout or a promotion bring it back.
-    out_of_service: str | None = None
-
-    @property
-    def candidate_buckets(self) -> int:
-        return weight_to_buckets(self.weights.get(self.candidate, 0.0))
-
-    def with_weights(self, weights: Mapping[str, float]) -> TrafficState:
-        return msgspec.structs.replace(self, weights=dict(weights))
-
-    def carries_traffic(self, release: str) -> bool:
-        return self.weights.get(release, 0.0) > 0.0
+def candidate_buckets(state: TrafficState) -> int:
+    """The buckets the candidate owns: those below this number."""
+    return weight_to_buckets(state.weights.get(state.candidate, 0.0))
 
 
 def other_release(state: TrafficState, release: str) -> str:
@@ -75,7 +65,7 @@ def route(client_id: str, override: str | None, state: TrafficState) -> str:
     pinned = state.pins.get(client_id)
     if pinned is not None and pinned != state.out_of_service:
         return pinned
-    if bucket_of(client_id) < state.candidate_buckets:
+    if bucket_of(client_id) < candidate_buckets(state):
         return state.candidate
     return state.stable
 

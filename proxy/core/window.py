@@ -19,67 +19,31 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 
-import msgspec
-
-# Upper bounds (seconds) of the latency buckets: 49 log-spaced bounds, 0.5 ms to 60 s. A duration
-# d falls in the first bucket whose bound is >= d; beyond the last bound, an overflow bucket.
-_LOW, _HIGH, _NBOUNDS = 0.0005, 60.0, 49
-BOUNDS: tuple[float, ...] = tuple(
-    _LOW * (_HIGH / _LOW) ** (i / (_NBOUNDS - 1)) for i in range(_NBOUNDS)
+from proxy.core.window_counts import (
+    BOUNDS,
+    NBUCKETS,
+    ZEROS,
+    WindowCounts,
+    WindowStats,
+    merge,
+    quantile_ms,
 )
-NBUCKETS = _NBOUNDS + 1  # the last one counts durations above 60 s
-_ZEROS = [0] * NBUCKETS  # never mutated: copied from, to clear a slot
+
+__all__ = [
+    "BOUNDS",
+    "DEFAULT_MAX_WINDOW_S",
+    "NBUCKETS",
+    "ReleaseWindow",
+    "WindowCounts",
+    "WindowStats",
+    "Windows",
+    "merge",
+    "quantile_ms",
+]
+
 _NEVER = -(1 << 62)  # the second of a slot that holds nothing: in no window, older than any
 
 DEFAULT_MAX_WINDOW_S = 600.0
-
-
-class WindowStats(msgspec.Struct, frozen=True, kw_only=True):
-    """One release's traffic over a window. ``release`` names it in human-readable verdicts."""
-
-    release: str = ""
-    requests: int = 0
-    errors: int = 0  # responses with a 5xx status
-    error_rate: float = 0.0  # errors / requests; 0.0 when there were no requests
-    p99_ms: float | None = None  # None when there were no requests
-    rate_per_s: float = 0.0
-
-
-class WindowCounts(msgspec.Struct, frozen=True, kw_only=True):
-    """A window's raw totals: 5xx count and the fixed-bucket latency histogram (``BOUNDS``),
-    whose sum is the request count. Counts of several replicas over the same window add up
-    bucket by bucket (``merge``), so a fleet's p99 is read off the summed histogram."""
-
-    errors: int = 0
-    hist: tuple[int, ...] = tuple(_ZEROS)
-    span_s: int = 1
-
-    @property
-    def requests(self) -> int:
-        return sum(self.hist)
-
-    def stats(self, release: str) -> WindowStats:
-        requests = self.requests
-        return WindowStats(
-            release=release,
-            requests=requests,
-            errors=self.errors,
-            error_rate=self.errors / requests if requests else 0.0,
-            p99_ms=quantile_ms(list(self.hist), 0.99),
-            rate_per_s=requests / self.span_s,
-        )
-
-
-def merge(counts: list[WindowCounts]) -> WindowCounts:
-    """The sum of several windows' counts (the widest span); empty: no requests."""
-    if not counts:
-        return WindowCounts()
-    hist = [sum(col) for col in zip(*(c.hist for c in counts), strict=True)]
-    return WindowCounts(
-        errors=sum(c.errors for c in counts),
-        hist=tuple(hist),
-        span_s=max(c.span_s for c in counts),
-    )
 
 
 class ReleaseWindow:
@@ -114,7 +78,7 @@ class ReleaseWindow:
         self._second[i] = sec
         self._errors[i] = 0
         base = i * NBUCKETS
-        self._hist[base : base + NBUCKETS] = _ZEROS
+        self._hist[base : base + NBUCKETS] = ZEROS
         return True
 
     def snapshot(self, now: float, window_s: float) -> WindowStats:
@@ -131,7 +95,7 @@ class ReleaseWindow:
         newest = int(now)
         oldest = newest - span + 1
         errors = 0
-        hist = _ZEROS
+        hist = ZEROS
         for i, sec in enumerate(self._second):
             if oldest <= sec <= newest:
                 errors += self._errors[i]
@@ -144,27 +108,6 @@ class ReleaseWindow:
     def reset(self) -> None:
         """Forget everything recorded so far."""
         self._second[:] = [_NEVER] * self._nslots
-
-
-def quantile_ms(hist: list[int], q: float) -> float | None:
-    """The q-quantile (0 < q <= 1) of a bucket histogram, in milliseconds; None when empty.
-
-    The rank is located in its bucket and interpolated linearly between the bucket's bounds
-    (0 below the first). A rank in the overflow bucket reports the last bound, 60 s.
-    """
-    total = sum(hist)
-    if total == 0:
-        return None
-    rank = q * total
-    seen = 0
-    for b, n in enumerate(hist):
-        if n and seen + n >= rank:
-            if b == len(BOUNDS):
-                return BOUNDS[-1] * 1000.0
-            lower = BOUNDS[b - 1] if b else 0.0
-            return (lower + (BOUNDS[b] - lower) * (rank - seen) / n) * 1000.0
-        seen += n
-    return BOUNDS[-1] * 1000.0  # not reached: the loop ends in the bucket holding the rank
 
 
 class Windows:

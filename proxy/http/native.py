@@ -24,12 +24,14 @@ from typing import cast
 
 # Compiled together, in one shared library (``proxy/http/_native__mypyc*``): the path of a
 # proxied request from the client's bytes to the release's and back, the pipeline and the
-# steps every request runs, the deprecation rules and the inspection of bodies, the counters
-# and ledger batch a request updates, and the access log's step and its clock. Not compiled:
+# steps every request runs, the choice of a release and the rollout's sliding windows, the
+# deprecation rules and the inspection of bodies, the counters and ledger batch a request
+# updates, and the access log's step and its clock. Not compiled:
 # the modules whose class statements define msgspec Structs, since a compiled module loses a
 # Struct's class options (``frozen``, ``kw_only``, ``array_like``) and refuses
 # ``msgspec.field`` defaults (``msgspec.defstruct`` keeps them): ``proxy.http.context``,
-# ``proxy.core.window``, ``proxy.core.routing``, ``proxy.logs.lines``; and everything off the
+# ``proxy.core.traffic_state`` and ``proxy.core.window_counts`` (the Structs of the routing and
+# of the windows, apart so that those compile), ``proxy.logs.lines``; and everything off the
 # request path, the access log's writer thread included.
 MODULES = (
     "proxy.http.http1",
@@ -44,6 +46,8 @@ MODULES = (
     "proxy.http.refusals",
     "proxy.http.failures",
     "proxy.traffic.clients",
+    "proxy.core.routing",
+    "proxy.core.window",
     "proxy.metric_tables",
     "proxy.pipeline",
     "proxy.deprecation.step",
