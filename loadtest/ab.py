@@ -20,13 +20,12 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import configs
 import procstat
-from processes import await_ready, free_port, plain_upstream, stop_all
+from processes import await_ready, free_port, plain_upstream, scratch, start_checkout
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -66,9 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     if nginx is None or shutil.which("wrk") is None:
         print("ab: wrk and nginx are needed (apt-get install wrk nginx-light)", file=sys.stderr)
         return 2
-    work = Path(tempfile.mkdtemp(prefix="switchback-ab-"))
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
+    with scratch("switchback-ab-") as (work, procs):
         upstream, ports = plain_upstream(work, nginx)
         procs.append(upstream)
         running: dict[str, tuple[int, str]] = {}
@@ -78,11 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             text = configs.switchback_conf(work / name, args.variant, listen, admin, ports)
             if name in pools:
                 text += f"upstream:\n  pool_size: {int(pools[name])}\n"
-            path = work / f"{name}.yaml"
-            path.write_text(text)
-            log = (work / f"{name}.log").open("wb")
-            argv = [sys.executable, "-m", "proxy", "run", "--config", str(path)]
-            proc = subprocess.Popen(argv, cwd=Path(checkout).resolve(), stdout=log, stderr=log)  # noqa: S603
+            proc = start_checkout(work, name, checkout, text)
             procs.append(proc)
             url = f"http://127.0.0.1:{listen}{args.path}"
             await_ready(url, tries=200, pause=0.1)
@@ -109,9 +102,6 @@ def main(argv: list[str] | None = None) -> int:
                 f"{statistics.median(system[name]):.1f})"
             )
         return 0
-    finally:
-        stop_all(procs)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

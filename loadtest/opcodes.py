@@ -18,7 +18,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from processes import (
     get_in_sequence,
     one_front_parser,
     plain_upstream,
-    stop_all,
+    scratch,
 )
 
 # Run inside the front: count while SIGUSR1 has switched counting on; write the counts to
@@ -71,9 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     if nginx is None:
         print("opcodes: nginx is needed (apt-get install nginx-light)")
         return 2
-    work = Path(tempfile.mkdtemp(prefix="switchback-opcodes-"))
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
+    with scratch("switchback-opcodes-") as (work, procs):
         upstream, ports = plain_upstream(work, nginx)
         procs.append(upstream)
         checkout = Path(args.checkout).resolve()
@@ -105,9 +102,6 @@ def main(argv: list[str] | None = None) -> int:
             shown = where.relative_to(checkout) if where.is_relative_to(checkout) else where
             print(f"{ops / n:10.1f} {calls / n:6.2f}  {shown}:{line} {name}")
         return 0
-    finally:
-        stop_all(procs)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -7,14 +7,17 @@ temporary directory, and ``Processes`` stops what it started, in reverse order.
 from __future__ import annotations
 
 import argparse
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -132,6 +135,18 @@ def plain_upstream(work: Path, nginx: str) -> tuple[subprocess.Popen[bytes], dic
     return subprocess.Popen(argv), ports  # noqa: S603 - our own nginx config
 
 
+def start_checkout(
+    work: Path, name: str, checkout: str, config_text: str
+) -> subprocess.Popen[bytes]:
+    """``python -m proxy run`` of ``checkout``'s package with ``config_text`` (the side-by-side
+    tools' fronts, ``ab.py`` and ``threads.py``): its config and log in ``work``."""
+    path = work / f"{name}.yaml"
+    path.write_text(config_text)
+    log = (work / f"{name}.log").open("wb")
+    argv = [sys.executable, "-m", "proxy", "run", "--config", str(path)]
+    return subprocess.Popen(argv, cwd=Path(checkout).resolve(), stdout=log, stderr=log)  # noqa: S603
+
+
 def await_ready(url: str, tries: int = 600, pause: float = 0.2) -> None:
     """Poll ``url`` until it answers (a front started by a side-by-side tool)."""
     for _ in range(tries):
@@ -156,6 +171,19 @@ def get_in_sequence(port: int, path: str, n: int) -> None:
                 if line.lower().startswith(b"content-length:"):
                     length = int(line.split(b":")[1])
             f.read(length)
+
+
+@contextmanager
+def scratch(prefix: str) -> Iterator[tuple[Path, list[subprocess.Popen[bytes]]]]:
+    """A temporary directory and a list for the processes a side-by-side tool starts; on the
+    way out every process listed is stopped and the directory removed."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        yield work, procs
+    finally:
+        stop_all(procs)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:

@@ -16,15 +16,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import configs
 from ab import wrk
-from processes import await_ready, free_port, plain_upstream, stop_all
+from processes import await_ready, free_port, plain_upstream, scratch, start_checkout
 from procstat import parse_pid_times
 
 Thread = tuple[float, float, int, int]  # user s, system s, voluntary, involuntary switches
@@ -67,21 +65,14 @@ def main(argv: list[str] | None = None) -> int:
             "threads: wrk and nginx are needed (apt-get install wrk nginx-light)", file=sys.stderr
         )
         return 2
-    work = Path(tempfile.mkdtemp(prefix="switchback-threads-"))
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
+    with scratch("switchback-threads-") as (work, procs):
         upstream, ports = plain_upstream(work, nginx)
         procs.append(upstream)
         for name, checkout in (item.split("=", 1) for item in args.fronts):
             listen, admin = free_port(), free_port()
             (work / name).mkdir()
-            config = work / f"{name}.yaml"
-            config.write_text(
-                configs.switchback_conf(work / name, args.variant, listen, admin, ports)
-            )
-            log = (work / f"{name}.log").open("wb")
-            argv_ = [sys.executable, "-m", "proxy", "run", "--config", str(config)]
-            proc = subprocess.Popen(argv_, cwd=Path(checkout).resolve(), stdout=log, stderr=log)  # noqa: S603
+            text = configs.switchback_conf(work / name, args.variant, listen, admin, ports)
+            proc = start_checkout(work, name, checkout, text)
             procs.append(proc)
             url = f"http://127.0.0.1:{listen}{args.path}"
             await_ready(url, tries=200, pause=0.1)
@@ -105,9 +96,6 @@ def main(argv: list[str] | None = None) -> int:
                         f" involuntary {(invol - invol0) / n:.3f}"
                     )
         return 0
-    finally:
-        stop_all(procs)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
