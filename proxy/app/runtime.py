@@ -120,7 +120,7 @@ class Runtime:
         deprecations = bool(self.config.deprecations)
         steps: list[Step | None] = [
             IdentifyClient(ClientIdentifier(self.config.clients, self.api_key_secret)),
-            ChooseRelease(lambda: self.control.traffic),
+            ChooseRelease(self.control),
             ShadowStep(self.shadower, lambda: self.control.traffic.stable)
             if self.config.shadow
             else None,

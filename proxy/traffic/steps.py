@@ -6,7 +6,7 @@ Each is small and knows nothing of the others; ``proxy.app.runtime.build_pipelin
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from typing import Protocol
 
 from proxy.core.routing import TrafficState, route
 from proxy.core.window import Windows
@@ -27,16 +27,23 @@ class IdentifyClient(Step):
         ex.client_id = self.identify(ex.headers, ex.peer)
 
 
+class Split(Protocol):
+    """Where the traffic split in force is read (the traffic control, whose ``traffic`` is
+    replaced whole on every change)."""
+
+    traffic: TrafficState
+
+
 class ChooseRelease(Step):
     """Sets ``release``: override header, then pins, then the sticky weighted choice."""
 
     name = "route"
 
-    def __init__(self, traffic: Callable[[], TrafficState]) -> None:
-        self.traffic = traffic
+    def __init__(self, split: Split) -> None:
+        self.split = split
 
     def request(self, ex: Exchange) -> None:
-        state = self.traffic()
+        state = self.split.traffic
         header = state.override_header
         if header is None:
             ex.release = route(ex.client_id, None, state)
