@@ -51,7 +51,8 @@ class Encoded(NamedTuple):
     data: bytes
 
 
-Record = AccessLine | Encoded | LogRecord
+Shown = AccessLine | LogRecord  # what a format turns into a line
+Record = Shown | Encoded
 
 SAFE = bytes(b for b in range(0x21, 0x7F) if b not in b'"\\')
 _PLAIN = re.compile(r"[^\s\"\\=\x00-\x1f\x7f\u2028\u2029]+")
@@ -105,11 +106,9 @@ def _pairs(fields: Iterable[tuple[str, Any]]) -> str:
 
 
 # -- JSON lines ---------------------------------------------------------------------------------
-def json_line(r: Record) -> bytes:
+def json_line(r: Shown) -> bytes:
     if isinstance(r, AccessLine):
         return _ENCODER.encode(r) + b"\n"
-    if isinstance(r, Encoded):
-        return r.data
     _, t, level, logger, msg, event, fields, exc = r
     out: dict[str, Any] = {"time": _iso(t), "type": "event" if event else "log"}
     out["level"] = level.lower()
@@ -145,9 +144,7 @@ def json_lines(records: list[Record]) -> bytes:
 
 
 # -- logfmt -------------------------------------------------------------------------------------
-def logfmt_line(r: Record) -> bytes:
-    if isinstance(r, Encoded):
-        return r.data
+def logfmt_line(r: Shown) -> bytes:
     if isinstance(r, AccessLine):
         return (
             f"time={r.time} type=access peer={quote(r.peer)} client={quote(r.client)} "
@@ -173,9 +170,7 @@ def logfmt_line(r: Record) -> bytes:
 
 
 # -- text: for a terminal -----------------------------------------------------------------------
-def text_line(r: Record) -> bytes:
-    if isinstance(r, Encoded):
-        return r.data
+def text_line(r: Shown) -> bytes:
     if isinstance(r, AccessLine):
         deprecated = f" deprecated={','.join(r.deprecated)}" if r.deprecated else ""
         return (
@@ -202,12 +197,18 @@ class Format(NamedTuple):
     access_lines: Callable[[list[AccessLine]], bytes] | None = None
 
 
-def _one_by_one(line: Callable[[Record], bytes]) -> Callable[[list[Record]], bytes]:
-    return lambda records: b"".join([line(r) for r in records])
+def _format(line: Callable[[Shown], bytes]) -> Format:
+    """A format whose batch is its lines one by one. An ``Encoded`` batch is passed as it is,
+    whatever the format: a reload may change the format while a batch waits."""
+
+    def any_line(r: Record) -> bytes:
+        return r.data if isinstance(r, Encoded) else line(r)
+
+    return Format(any_line, lambda records: b"".join([any_line(r) for r in records]))
 
 
 FORMATS: dict[str, Format] = {
-    "text": Format(text_line, _one_by_one(text_line)),
-    "json": Format(json_line, json_lines, _ENCODER.encode_lines),
-    "logfmt": Format(logfmt_line, _one_by_one(logfmt_line)),
+    "text": _format(text_line),
+    "json": _format(json_line)._replace(lines=json_lines, access_lines=_ENCODER.encode_lines),
+    "logfmt": _format(logfmt_line),
 }
