@@ -26,7 +26,7 @@ from typing import cast
 # proxied request from the client's bytes to the release's and back, the pipeline and the
 # steps every request runs, the choice of a release and the rollout's sliding windows, the
 # deprecation rules and the inspection of bodies, the counters and ledger batch a request
-# updates, and the access log's step and its clock. Not compiled:
+# updates, and the access log's step and how it shows times and targets. Not compiled:
 # the modules whose class statements define msgspec Structs, since a compiled module loses a
 # Struct's class options (``frozen``, ``kw_only``, ``array_like``) and refuses
 # ``msgspec.field`` defaults (``msgspec.defstruct`` keeps them): ``proxy.http.context``,
@@ -61,7 +61,7 @@ MODULES = (
     "proxy.core.typedscan",
     "proxy.core.bodyinspect",
     "proxy.deprecation.ledger",
-    "proxy.logs.times",
+    "proxy.logs.values",
     "proxy.logs.access",
 )
 GROUP = "proxy.http._native"  # the name of the shared library's module

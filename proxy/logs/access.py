@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from proxy.logs.lines import SAFE, AccessLine, Encoded, Record, deprecated_ids, safe_target
-from proxy.logs.times import IsoTimes
+from proxy.logs.lines import AccessLine, Encoded, Record, deprecated_ids
+from proxy.logs.values import IsoTimes, safe_target
 from proxy.pipeline import Exchange, Slot, Step
 
 BATCH = 512  # access lines per batch
@@ -51,7 +51,6 @@ class AccessLog(Step):
     def done(self, ex: Exchange) -> None:
         slots = ex.slots
         found = slots.get(self.found) if slots is not None and self.found is not None else None
-        target = ex.target
         line = AccessLine(
             self.iso(self.wall()),
             "access",
@@ -59,7 +58,7 @@ class AccessLog(Step):
             ex.client_id,
             ex.release,
             ex.method,
-            target.decode("ascii") if not target.translate(None, SAFE) else safe_target(target),
+            safe_target(ex.target),
             ex.status,
             round((self.clock() - ex.started) * 1000.0, 3),
             ex.bytes_in,

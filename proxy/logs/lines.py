@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import msgspec
 import orjson
 
-from proxy.logs.times import IsoTimes
+from proxy.logs.values import IsoTimes
 
 LOG = 1
 # (LOG, wall time, level name, logger name, message, event or None, fields or None, traceback)
@@ -35,7 +35,7 @@ class AccessLine(msgspec.Struct, gc=False):
     client: str
     release: str
     method: str
-    target: str  # printable ASCII (``safe_target``)
+    target: str  # printable ASCII (``proxy.logs.values.safe_target``)
     status: int
     duration_ms: float
     bytes_in: int
@@ -54,17 +54,9 @@ class Encoded(NamedTuple):
 Shown = AccessLine | LogRecord  # what a format turns into a line
 Record = Shown | Encoded
 
-SAFE = bytes(b for b in range(0x21, 0x7F) if b not in b'"\\')
 _PLAIN = re.compile(r"[^\s\"\\=\x00-\x1f\x7f\u2028\u2029]+")
 _RESERVED_JSON = frozenset({"time", "type", "level", "logger", "event", "msg", "exc"})
 _ENCODER = msgspec.json.Encoder()
-
-
-def safe_target(target: bytes) -> str:
-    """``target`` as printable ASCII, losslessly: any other byte, ``"``, ``\\`` as ``\\xNN``."""
-    if not target.translate(None, SAFE):
-        return target.decode("ascii")
-    return "".join(chr(b) if b in SAFE else f"\\x{b:02x}" for b in target)
 
 
 def quote(value: str) -> str:

@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 
 from proxy.logs import access
 from proxy.logs.access import AccessLog
-from proxy.logs.lines import FORMATS, LOG, AccessLine, Encoded, Record, quote, safe_target
+from proxy.logs.lines import FORMATS, LOG, AccessLine, Encoded, Record, quote
 from proxy.logs.refusals import RefusalLimiter
 from proxy.logs.sink import Sink, Tally
-from proxy.logs.times import IsoTimes
+from proxy.logs.values import IsoTimes, safe_target
 from proxy.pipeline import Exchange, Slot
 from tests.unit.test_config import changed, error, parse
 
