@@ -46,6 +46,13 @@ class _Stop(Exception):
     Control flow caught within this module: not in ``proxy.errors``' tree."""
 
 
+# Where uvloop reads what releases send, instead of into a new bytes object per read (a copy of
+# each body less). One buffer serves every connection: the loop parses each read before it reads
+# again, and httptools hands the callbacks copies, so nothing refers to the buffer afterwards.
+READ_SIZE = 256 * 1024
+_READS = memoryview(bytearray(READ_SIZE))
+
+
 class UpstreamConnection:  # an asyncio protocol (no base: see ``proxy.http.native``)
     """One connection to a release. What the release sends is checked as strictly as what a
     client sends: llhttp's strict parse (no bare CR/LF, no NUL, one Content-Length, not both
@@ -131,9 +138,18 @@ class UpstreamConnection:  # an asyncio protocol (no base: see ``proxy.http.nati
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _READS
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(_READS[:nbytes])
+
+    def data_received(self, data: bytes | memoryview) -> None:
+        """What the release sent: ``bytes`` (asyncio's own loop), or a view of ``_READS``
+        (uvloop, which takes the methods above for asyncio's ``BufferedProtocol``) that must
+        not be kept past this call."""
         if self.tunnel is not None:
-            self.tunnel.data_received(data)
+            self.tunnel.data_received(bytes(data))
             return
         sink = self.sink
         if sink is None:  # an idle connection must not speak: drop it
@@ -147,7 +163,7 @@ class UpstreamConnection:  # an asyncio protocol (no base: see ``proxy.http.nati
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             if self.sink is not None:
-                self.sink.up_upgrade(data[exc.args[0] :])
+                self.sink.up_upgrade(bytes(data[exc.args[0] :]))
             return
         except httptools.HttpParserCallbackError as exc:
             if not isinstance(exc.__context__, _Stop):

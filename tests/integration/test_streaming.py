@@ -124,3 +124,19 @@ async def test_one_gib_download_streams_through_with_flat_memory(
     assert sha == await expected
     growth = proxy.peak_rss() - before
     assert growth < RSS_GROWTH_LIMIT, f"peak RSS grew by {growth >> 20} MiB ({seconds:.1f} s)"
+
+
+async def test_large_bodies_read_side_by_side_arrive_whole(
+    switchback_process: Any, releases: Releases
+) -> None:
+    """Responses from several release connections at once, each over many reads, all arrive
+    byte for byte: the release connections share the buffer the loop reads into, and no read
+    may leave its bytes in another's body."""
+    proxy: ProxyProcess = await switchback_process()
+    sizes = [(3 << 20) + 7919 * k for k in range(8)]  # reads end at different offsets
+    results = await asyncio.gather(
+        *(asyncio.to_thread(download, proxy.port, size) for size in sizes)
+    )
+    for size, (received, sha, _) in zip(sizes, results, strict=True):
+        assert received == size
+        assert sha == pattern_sha256(size), f"the {size}-byte body was altered"
