@@ -35,6 +35,7 @@ from typing import cast
 # request path, the access log's writer thread included.
 MODULES = (
     "proxy.http.http1",
+    "proxy.http.reads",
     "proxy.http.response",
     "proxy.http.request_body",
     "proxy.http.forward",

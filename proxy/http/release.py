@@ -24,6 +24,7 @@ from typing import Protocol, cast
 
 import httptools
 
+from proxy.http import reads
 from proxy.http.upstream import Sink
 
 log = logging.getLogger("switchback.upstream")
@@ -44,13 +45,6 @@ class _Stop(Exception):
     """Raised from a parser callback to stop parsing what the release sent (the reason is kept
     on the connection): a second message in a read, a limit, an unsupported framing.
     Control flow caught within this module: not in ``proxy.errors``' tree."""
-
-
-# Where uvloop reads what releases send, instead of into a new bytes object per read (a copy of
-# each body less). One buffer serves every connection: the loop parses each read before it reads
-# again, and httptools hands the callbacks copies, so nothing refers to the buffer afterwards.
-READ_SIZE = 256 * 1024
-_READS = memoryview(bytearray(READ_SIZE))
 
 
 class UpstreamConnection:  # an asyncio protocol (no base: see ``proxy.http.native``)
@@ -139,15 +133,14 @@ class UpstreamConnection:  # an asyncio protocol (no base: see ``proxy.http.nati
         self.transport = cast(asyncio.Transport, transport)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return _READS
+        return reads.BUFFER
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(_READS[:nbytes])
+        self.data_received(reads.BUFFER[:nbytes])
 
     def data_received(self, data: bytes | memoryview) -> None:
-        """What the release sent: ``bytes`` (asyncio's own loop), or a view of ``_READS``
-        (uvloop, which takes the methods above for asyncio's ``BufferedProtocol``) that must
-        not be kept past this call."""
+        """What the release sent: ``bytes`` under asyncio's own loop, a view of
+        ``reads.BUFFER`` under uvloop, not to be kept past this call."""
         if self.tunnel is not None:
             self.tunnel.data_received(bytes(data))
             return
