@@ -34,7 +34,6 @@ This module imports nothing of Switchback's: both the data plane and every featu
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from operator import itemgetter
 from typing import Any, Generic, NamedTuple, TypeVar, cast
 
 import orjson
@@ -186,16 +185,14 @@ class Exchange:
         never change it: ``response_headers`` is what the client gets)."""
         index = self._response_index
         if index is None:
-            # Built in C: later entries win in a dict, so the fields go in last to first.
-            fields = self._response_headers[::-1]
-            index = dict(
-                zip(map(bytes.lower, map(_NAME, fields)), map(_VALUE, fields), strict=True)
-            )
+            # A later entry wins in a dict, so the fields go in last to first. A compiled loop:
+            # dict(zip(map(bytes.lower, ...), ...)) took twice as long (1.2 against 0.5 us for
+            # seven fields, even as Python).
+            index = {}
+            for name, value in reversed(self._response_headers):
+                index[name.lower()] = value
             self._response_index = index
         return index
-
-
-_NAME, _VALUE = itemgetter(0), itemgetter(1)
 
 
 def first_header(headers: Sequence[tuple[bytes, bytes]], lower_name: bytes) -> bytes | None:
