@@ -87,6 +87,7 @@ class UpstreamConnection:  # an asyncio protocol (no base: see ``proxy.http.nati
         "quiet_since",
         "body_rx",
         "tail_bytes",
+        "reads",
     )
 
     def __init__(self, pool: Home) -> None:
@@ -127,20 +128,21 @@ class UpstreamConnection:  # an asyncio protocol (no base: see ``proxy.http.nati
         # seen only in the bytes read.
         self.body_rx = 0
         self.tail_bytes = 0
+        self.reads = reads.buffer()  # where uvloop reads what the release sends
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return reads.BUFFER
+        return self.reads
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(reads.BUFFER[:nbytes])
+        self.data_received(self.reads[:nbytes])
 
     def data_received(self, data: bytes | memoryview) -> None:
-        """What the release sent: ``bytes`` under asyncio's own loop, a view of
-        ``reads.BUFFER`` under uvloop, not to be kept past this call."""
+        """What the release sent: ``bytes`` under asyncio's own loop, a view of this thread's
+        read buffer under uvloop (``proxy.http.reads``), not to be kept past this call."""
         if self.tunnel is not None:
             self.tunnel.data_received(bytes(data))
             return
